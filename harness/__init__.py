@@ -1,0 +1,1 @@
+"""clip3d-bench harness: Sacred experiments, data, metrics and the run store."""
