@@ -3,8 +3,52 @@
 Run ``python -m harness print_config`` to see every knob, ``python -m harness with k=v ...`` to run.
 """
 from sacred import Experiment
+from sacred.observers import MongoObserver
+from sacred.observers.mongo import parse_mongo_db_arg
+from sacred.utils import apply_backspaces_and_linefeeds
 
-ex = Experiment("clip3d", save_git_info=False)
+from harness.store import mask_secrets
+
+
+class HarnessExperiment(Experiment):
+    """Sacred's Experiment, recording every run in the resolved store unless told otherwise.
+
+    Observers need the *resolved* config (``store.url`` may come from ``with``), which Sacred only
+    has once the run is created, so the default observer is attached here rather than at import.
+    """
+
+    def _create_run(self, *args, **kwargs):
+        run = super()._create_run(*args, **kwargs)
+        attach_store_observer(run)
+        return run
+
+
+def attach_store_observer(run) -> None:
+    """Record ``run`` in the resolved store through the spooling observer (nothing is lost).
+
+    Sacred's ``-m URL[:DB]`` keeps working: its plain MongoObserver is replaced by ours on the same
+    URL and database, so spooling and masking apply to it too. ``-u`` (unobserved) adds nothing.
+    """
+    options = run.meta_info.get("options", {})
+    store_cfg = dict(run.config["store"])
+    url = None
+    raw = options.get("--mongo_db")
+    if raw:
+        parsed = parse_mongo_db_arg(raw)
+        url = parsed.get("url")
+        store_cfg["db"] = parsed.get("db_name", store_cfg["db"])
+        options["--mongo_db"] = mask_secrets(raw)  # Sacred stores options in meta.options
+        run.observers[:] = [o for o in run.observers if not isinstance(o, MongoObserver)]
+    if run.unobserved:
+        return
+    from harness.tracking import make_observer
+
+    run.observers.append(make_observer(store_cfg, url=url))
+
+
+ex = HarnessExperiment("clip3d", save_git_info=False)
+# tqdm redraws its bar with carriage returns: keep only the final state of each line.
+ex.captured_out_filter = apply_backspaces_and_linefeeds
 
 
 @ex.config
@@ -71,3 +115,61 @@ def config():
         spool="runs/spool",  # runs go here while the store is unreachable; `sync` uploads them
         upload_checkpoint=False,
     )
+
+
+# Named configs hold only differences from the defaults above.
+@ex.named_config
+def tiny():
+    """Seconds-scale runs for tests: the tiny synthetic preset, 64 px renders, a short schedule."""
+    data = dict(root="runs/data/tiny", synth_preset="tiny")
+    render = dict(size=64)
+    train = dict(epochs=2, batch_size=16, warmup_steps=2)
+    eval = dict(bootstrap=200)
+
+
+@ex.named_config
+def synthetic():
+    """The synthetic Pix3D-format `small` preset (about 100 shapes), generated on first use."""
+    data = dict(root="runs/data/small", synth_preset="small")
+
+
+@ex.named_config
+def pix3d():
+    """The real Pix3D dataset at data/pix3d (download it there first; nothing is generated)."""
+    data = dict(root="data/pix3d", synth_preset=None)
+
+
+@ex.named_config
+def none():
+    """No training: evaluate the model as loaded (zero-shot, or the untrained baseline)."""
+    train = dict(mode="none")
+
+
+@ex.named_config
+def linear():
+    """Frozen encoders, features cached on disk, linear maps trained with the contrastive loss."""
+    train = dict(mode="linear")
+
+
+@ex.named_config
+def projection():
+    """Only the projection heads of both towers train."""
+    train = dict(mode="projection")
+
+
+@ex.named_config
+def lora():
+    """LoRA adapters on the attention projections."""
+    train = dict(mode="lora")
+
+
+@ex.named_config
+def partial():
+    """The last `train.partial_blocks` blocks of each tower train."""
+    train = dict(mode="partial")
+
+
+@ex.named_config
+def full():
+    """Everything trains."""
+    train = dict(mode="full")

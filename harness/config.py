@@ -1,0 +1,77 @@
+"""Validation of the whole Sacred config before any heavy work.
+
+Every check raises ConfigError naming the key, the value and what is allowed, so a typo on the
+command line costs a second, not a render or a training run.
+"""
+from __future__ import annotations
+
+import re
+
+
+class ConfigError(ValueError):
+    """A config value is unknown or impossible."""
+
+
+def _choice(key: str, value, allowed) -> None:
+    allowed = sorted(allowed)
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not known; allowed: {', '.join(map(str, allowed))}")
+
+
+def _positive(key: str, value, integer: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        raise ConfigError(f"{key}={value!r} must be a positive {'integer' if integer else 'number'}")
+
+
+def validate_data(data: dict) -> None:
+    split = data.get("split")
+    if not isinstance(split, dict) or set(split) != {"train", "val", "test"}:
+        raise ConfigError(f"data.split={split!r} must be a dict with keys train, val, test")
+    for name, frac in split.items():
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 <= frac <= 1:
+            raise ConfigError(f"data.split.{name}={frac!r} must be a fraction between 0 and 1")
+    if abs(sum(split.values()) - 1.0) > 1e-6:
+        raise ConfigError(f"data.split fractions sum to {sum(split.values()):g}; they must sum to 1")
+    if split["train"] <= 0 or split["test"] <= 0:
+        raise ConfigError("data.split.train and data.split.test must be above 0")
+    _choice("data.captions_mode", data.get("captions_mode"), ["extend", "replace"])
+
+
+def validate_render(render: dict) -> None:
+    from renderers import RIGS
+
+    _choice("render.rig", render.get("rig"), [name for name in RIGS if name != "pose"])
+    _positive("render.size", render.get("size"), integer=True)
+    _positive("render.msaa", render.get("msaa"), integer=True)
+    shard = str(render.get("shard"))
+    m = re.fullmatch(r"(\d+)/(\d+)", shard)
+    if not m or int(m[2]) < 1 or int(m[1]) >= int(m[2]):
+        raise ConfigError(f"render.shard={shard!r} must be 'i/n' with 0 <= i < n (e.g. 0/1, 2/4)")
+    bg = render.get("background")
+    if not isinstance(bg, (list, tuple)) or len(bg) not in (3, 4) or not all(
+            isinstance(c, (int, float)) and 0 <= c <= 1 for c in bg):
+        raise ConfigError(f"render.background={bg!r} must be 3 or 4 numbers in [0, 1]")
+
+
+def validate_eval(ev: dict) -> None:
+    ks = ev.get("ks")
+    if not isinstance(ks, (list, tuple)) or not ks:
+        raise ConfigError(f"eval.ks={ks!r} must be a non-empty list of positive integers")
+    for k in ks:
+        _positive("eval.ks[]", k, integer=True)
+    if isinstance(ev.get("bootstrap"), bool) or not isinstance(ev.get("bootstrap"), int) or ev["bootstrap"] < 0:
+        raise ConfigError(f"eval.bootstrap={ev.get('bootstrap')!r} must be an integer >= 0 (0: no CIs)")
+    _choice("eval.split", ev.get("split"), ["test", "val"])
+
+
+def validate(cfg: dict) -> None:
+    """Check the whole config; raise ConfigError on the first bad value."""
+    from models import validate_config as validate_model
+
+    validate_data(cfg["data"])
+    validate_render(cfg["render"])
+    validate_model(cfg["model"], cfg["train"])
+    validate_eval(cfg["eval"])
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,63}", str(cfg["store"].get("db"))):
+        raise ConfigError(f"store.db={cfg['store'].get('db')!r} must be 1-63 letters, digits, _ or -")
