@@ -128,6 +128,15 @@ def tiny():
 
 
 @ex.named_config
+def quickstart():
+    """The README's main job: the synthetic `small` preset, clip3d-tiny on 64 px renders, on CPU."""
+    data = dict(root="runs/data/small", synth_preset="small")
+    render = dict(size=64)
+    model = dict(name="clip3d-tiny")
+    train = dict(epochs=15, batch_size=32)
+
+
+@ex.named_config
 def synthetic():
     """The synthetic Pix3D-format `small` preset (about 100 shapes), generated on first use."""
     data = dict(root="runs/data/small", synth_preset="small")

@@ -1,0 +1,51 @@
+"""``tox -e quickstart``: the main job end to end on the embedded store.
+
+Synthetic `small` dataset → renders → clip3d-tiny in modes none (untrained baseline), linear and
+full → evaluation on held-out shapes → three runs stored → leaderboard table printed. A rerun reuses
+the dataset, renders and feature caches (each run is recorded anew).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+MODES = ("none", "linear", "full")
+SHOWN = ["i2t_R@1", "i2t_R@5", "t2i_R@5", "photo2shape_R@5", "cap_ret_CIDEr", "cap_gen_CIDEr", "probe_top1"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.quickstart", description=__doc__.split("\n")[0])
+    parser.add_argument("--modes", nargs="+", default=list(MODES), help="training modes to run")
+    parser.add_argument("updates", nargs="*", help="extra config updates, e.g. train.epochs=2")
+    args = parser.parse_args(argv)
+
+    from harness import store
+    from harness.commands import ex
+
+    url = store.resolve_url()
+    print(f"run store: {store.describe()} at {store.mask_url(url)}", flush=True)
+    updates = dict(u.split("=", 1) for u in args.updates)
+    from sacred.arg_parser import _convert_value
+
+    updates = {k: _convert_value(v) for k, v in updates.items()}
+    run_ids = []
+    for mode in args.modes:
+        print(f"\n=== clip3d-tiny, train.mode={mode} ===", flush=True)
+        run = ex.run(named_configs=["quickstart"], config_updates={**updates, "train.mode": mode})
+        if run.status != "COMPLETED":
+            print(f"run with train.mode={mode} ended {run.status}", file=sys.stderr)
+            return 1
+        run_ids.append(run._id)
+
+    from leaderboard.queries import format_table, load_runs
+
+    client = store.connect(url)
+    frame = load_runs(client[ex.current_run.config["store"]["db"] if ex.current_run else "clip3d"])
+    frame = frame[frame["run_id"].isin(run_ids)]
+    print("\n" + format_table(frame, metrics=SHOWN))
+    print("\nOpen the leaderboard:\n  streamlit run leaderboard/app.py   (or: python -m leaderboard)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The Sacred config scope, named configs and validation before heavy work."""
+import copy
+import subprocess
+
+import pytest
+
+from harness.config import ConfigError, validate_data, validate_eval, validate_render
+from harness.experiment import ex
+
+from conftest import PYTHON, python_env
+
+
+@pytest.fixture
+def cfg():
+    return copy.deepcopy(ex.configurations[0]())
+
+
+def test_print_config_lists_every_section():
+    out = subprocess.run([PYTHON, "-m", "harness", "print_config", "with", "tiny", "train.lr=0.001"],
+                         capture_output=True, text=True, env=python_env(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    for section in ("data:", "render:", "model:", "train:", "eval:", "store:"):
+        assert section in out.stdout
+    assert "lr = 0.001" in out.stdout
+    assert "root = 'runs/data/tiny'" in out.stdout
+
+
+def test_named_configs_hold_only_differences(cfg):
+    for name in ("tiny", "quickstart", "synthetic", "pix3d", "none", "linear", "projection", "lora",
+                 "partial", "full"):
+        assert name in ex.named_configs, name
+    for mode in ("none", "linear", "projection", "lora", "partial", "full"):
+        values = {k: v for k, v in ex.named_configs[mode]().items() if k != "__doc__"}
+        assert values == {"train": {"mode": mode}}
+
+
+def test_default_config_is_valid(cfg):
+    validate_data(cfg["data"])
+    validate_render(cfg["render"])
+    validate_eval(cfg["eval"])
+
+
+@pytest.mark.parametrize("split, message", [
+    ({"train": 0.7, "val": 0.1}, "must be a dict with keys train, val, test"),
+    ({"train": 0.7, "val": 0.2, "test": 0.2}, "sum to 1.1"),
+    ({"train": 1.2, "val": -0.4, "test": 0.2}, "data.split.train=1.2"),
+    ({"train": 0.0, "val": 0.5, "test": 0.5}, "must be above 0"),
+])
+def test_bad_split_is_named(cfg, split, message):
+    cfg["data"]["split"] = split
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        validate_data(cfg["data"])
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("rig", "ring13", "render.rig='ring13' is not known; allowed: "),
+    ("size", 0, "render.size=0 must be a positive integer"),
+    ("shard", "3/2", "render.shard='3/2' must be 'i/n'"),
+    ("background", [1, 1], "render.background=[1, 1]"),
+])
+def test_bad_render_values_are_named(cfg, key, value, message):
+    cfg["render"][key] = value
+    with pytest.raises(ConfigError) as err:
+        validate_render(cfg["render"])
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("ks", [], "eval.ks=[] must be a non-empty list"),
+    ("ks", [1, 0], "eval.ks[]=0 must be a positive integer"),
+    ("bootstrap", -1, "eval.bootstrap=-1"),
+    ("split", "train", "eval.split='train' is not known; allowed: test, val"),
+])
+def test_bad_eval_values_are_named(cfg, key, value, message):
+    cfg["eval"][key] = value
+    with pytest.raises(ConfigError) as err:
+        validate_eval(cfg["eval"])
+    assert message in str(err.value)
