@@ -1,0 +1,302 @@
+"""Headless OpenGL renderer (ModernGL on EGL): one context, many meshes, all views of a mesh in
+one atlas framebuffer with one upload and one read-back."""
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass, replace
+from importlib import resources
+from typing import NamedTuple
+
+import numpy as np
+import trimesh
+
+from .cameras import MESH_FRAME_RIGS, RIGS, Camera
+from .errors import EGLUnavailableError
+from .mesh import DEFAULT_MAX_FACES, load_mesh, texture_image
+
+RENDERER_VERSION = "1"  # bump whenever a change alters pixels: it is part of render_config_id
+CREASE_DEG = 40.0  # corners whose smooth normal leaves the face normal by more than this are flat
+EGL_PACKAGES = "libegl1 libegl-mesa0 libgl1-mesa-dri"
+MAX_ATLAS = 8192  # atlas side in pixels; more views than fit are rendered in several passes
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """Light rig (intensities in [0, 1]); ``key_dir`` points towards the key light in camera space
+    (x right, y up, z towards the viewer), so every view is lit the same way."""
+
+    ambient: float = 0.3
+    key: float = 0.55
+    key_dir: tuple = (-0.4, 0.7, 0.6)
+    head: float = 0.3
+    specular: float = 0.15
+    shininess: float = 32.0
+
+
+class RenderOutput(NamedTuple):
+    """What ``Renderer.render`` returns when depth or normals are requested.
+
+    images: uint8 (V, H, W, 3|4); depth: float32 (V, H, W) eye-space depth along the view axis in
+    mesh units, ``inf`` on background; normals: float32 (V, H, W, 3) world-space unit normals
+    facing the camera, 0 on background. Unrequested outputs are ``None``.
+    """
+
+    images: np.ndarray
+    depth: np.ndarray | None
+    normals: np.ndarray | None
+
+
+def _shader(name: str) -> str:
+    return resources.files("renderers").joinpath("shaders", name).read_text(encoding="utf-8")
+
+
+def create_context():
+    """A standalone headless OpenGL 3.3+ context on EGL, or one clear error naming the fix."""
+    import moderngl
+
+    try:
+        return moderngl.create_standalone_context(backend="egl")
+    except Exception as exc:  # glcontext raises plain Exceptions for a missing libEGL / driver
+        raise EGLUnavailableError(
+            f"could not create a headless OpenGL context on EGL ({exc}). Install the EGL driver "
+            f"packages: `apt-get install {EGL_PACKAGES}` (Debian/Ubuntu), or on NVIDIA the driver's "
+            "libEGL_nvidia.") from exc
+
+
+def mesh_arrays(mesh: trimesh.Trimesh) -> tuple[np.ndarray, object]:
+    """Interleaved un-indexed vertex data (pos3 norm3 colour4 uv2, float32) and the texture image or None."""
+    faces = np.asarray(mesh.faces)
+    n = faces.size
+    data = np.empty((n, 12), np.float32)
+    data[:, 0:3] = np.asarray(mesh.vertices, np.float32)[faces].reshape(-1, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate faces give zero normals: the shader copes
+        face_n = np.repeat(np.asarray(mesh.face_normals, np.float32), 3, axis=0)
+        vert_n = np.asarray(mesh.vertex_normals, np.float32)[faces].reshape(-1, 3)
+    # Smooth shading except across creases (> CREASE_DEG): boxes stay boxes, spheres stay round.
+    smooth = np.einsum("ij,ij->i", face_n, vert_n) > np.cos(np.radians(CREASE_DEG))
+    data[:, 3:6] = np.where(smooth[:, None], vert_n, face_n)
+    vis, image = mesh.visual, None
+    if vis.kind == "texture" and texture_image(vis) is not None and getattr(vis, "uv", None) is not None:
+        image = texture_image(vis)
+        data[:, 6:10] = 1.0
+        data[:, 10:12] = np.asarray(vis.uv, np.float32)[faces].reshape(-1, 2)
+    else:
+        if vis.kind == "face":
+            colours = np.repeat(np.asarray(vis.face_colors), 3, axis=0)
+        elif vis.kind == "vertex":
+            colours = np.asarray(vis.vertex_colors)[faces].reshape(-1, 4)
+        else:
+            colours = np.asarray(vis.to_color().vertex_colors)[faces].reshape(-1, 4)
+        data[:, 6:10] = colours / 255.0
+        data[:, 10:12] = 0.0
+    return data, image
+
+
+def _sphere(mesh: trimesh.Trimesh) -> tuple[np.ndarray, float]:
+    verts = np.asarray(mesh.vertices, float)
+    centre = (verts.min(axis=0) + verts.max(axis=0)) / 2
+    return centre, float(np.linalg.norm(verts - centre, axis=1).max()) or 1.0
+
+
+class Renderer:
+    """One EGL context reused for many meshes.
+
+    size: int (square) or (W, H); background: RGB in [0, 1]; msaa: samples (0/1 = off);
+    lighting: a ``Lighting`` (or override its fields with keyword arguments ambient=, key_light=, ...).
+    """
+
+    def __init__(self, size=224, background=(1.0, 1.0, 1.0), msaa: int = 4, lighting: Lighting | None = None,
+                 max_faces: int = DEFAULT_MAX_FACES, **light_overrides):
+        self.width, self.height = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+        self.background = tuple(float(c) for c in background)
+        self.msaa = int(msaa)
+        self.lighting = _lighting(lighting or Lighting(), **light_overrides)
+        self.max_faces = max_faces
+        self.ctx = create_context()
+        self._lock = threading.Lock()
+        self._fbos: dict[tuple, tuple] = {}
+        with self.ctx:
+            self.prog = self.ctx.program(vertex_shader=_shader("mesh.vert"), fragment_shader=_shader("mesh.frag"))
+            self.geom_prog = self.ctx.program(vertex_shader=_shader("mesh.vert"),
+                                              fragment_shader=_shader("geom.frag"))
+            self.white = self.ctx.texture((1, 1), 4, bytes([255, 255, 255, 255]))
+
+    def __repr__(self):
+        return f"Renderer(size=({self.width}, {self.height}), msaa={self.msaa}, background={self.background})"
+
+    # -- GL resources ---------------------------------------------------------------------------
+    def _targets(self, cols: int, rows: int):
+        key = (cols, rows)
+        if key not in self._fbos:
+            size = (cols * self.width, rows * self.height)
+            samples = self.msaa if self.msaa > 1 else 0
+            ms = self.ctx.framebuffer(self.ctx.renderbuffer(size, 4, samples=samples),
+                                      self.ctx.depth_renderbuffer(size, samples=samples))
+            resolved = self.ctx.framebuffer(self.ctx.renderbuffer(size, 4)) if samples else ms
+            geom = self.ctx.framebuffer(self.ctx.renderbuffer(size, 4, dtype="f4"),
+                                        self.ctx.depth_renderbuffer(size))
+            self._fbos[key] = (ms, resolved, geom)
+        return self._fbos[key]
+
+    def _upload(self, mesh):
+        data, image = mesh_arrays(mesh)
+        vbo = self.ctx.buffer(data.tobytes())
+        fmt = "3f 3f 4f 2f"
+        attrs = ("in_pos", "in_norm", "in_color", "in_uv")
+        vaos = [_vao(self.ctx, p, vbo, fmt, attrs) for p in (self.prog, self.geom_prog)]
+        tex = self.white
+        if image is not None:
+            img = image.convert("RGBA").transpose(1)  # FLIP_TOP_BOTTOM: GL textures start at the bottom row
+            tex = self.ctx.texture(img.size, 4, img.tobytes())
+            tex.build_mipmaps()
+            tex.repeat_x = tex.repeat_y = True
+        return vbo, vaos, tex
+
+    # -- rendering ------------------------------------------------------------------------------
+    def cameras(self, mesh: trimesh.Trimesh, rig="ring12", **rig_options) -> list[Camera]:
+        """The rig's cameras for this (loaded) mesh at this renderer's size."""
+        if callable(rig):
+            rig_fn = rig
+        elif rig in RIGS:
+            rig_fn = RIGS[rig]
+        else:
+            raise ValueError(f"unknown rig {rig!r}; choose one of {sorted(RIGS)}")
+        centre, radius = _sphere(mesh)
+        return rig_fn(self.width, self.height, centre, radius, **rig_options)
+
+    def render(self, mesh, rig="ring12", *, normalize: bool | None = None, rgba: bool = False,
+               depth: bool = False, normals: bool = False, ambient: float | None = None,
+               key_light: float | None = None, **rig_options):
+        """Render every view of ``rig`` for ``mesh`` (a path, Trimesh or Scene).
+
+        Returns uint8 (V, H, W, 3), or (V, H, W, 4) with ``rgba`` (alpha = object coverage, a mask);
+        with ``depth`` or ``normals`` a ``RenderOutput(images, depth, normals)``.
+        ``normalize`` defaults to True, and to False for ``rig="pose"`` (mesh in its own frame, like a
+        Pix3D photo). ``ambient`` / ``key_light`` override the lighting intensities for this call.
+        """
+        if normalize is None:
+            normalize = rig not in MESH_FRAME_RIGS
+        mesh = load_mesh(mesh, normalize=normalize, max_faces=self.max_faces)
+        cams = self.cameras(mesh, rig, **rig_options)
+        light = _lighting(self.lighting, ambient=ambient, key_light=key_light)
+        with self._lock, self.ctx:
+            vbo, vaos, tex = self._upload(mesh)
+            try:
+                images, geoms = [], []
+                per_pass = max(1, (MAX_ATLAS // self.width) * (MAX_ATLAS // self.height))
+                for start in range(0, len(cams), per_pass):
+                    chunk = cams[start:start + per_pass]
+                    img, geom = self._render_pass(vaos, tex, chunk, light, depth or normals)
+                    images.append(img)
+                    geoms.append(geom)
+            finally:
+                for vao in vaos:
+                    vao.release()
+                vbo.release()
+                if tex is not self.white:
+                    tex.release()
+        images = np.concatenate(images)
+        if not rgba:
+            images = np.ascontiguousarray(images[..., :3])
+        if not (depth or normals):
+            return images
+        geom = np.concatenate(geoms)
+        d = geom[..., 3].copy()
+        d[d <= 0] = np.inf
+        return RenderOutput(images, d if depth else None,
+                            np.ascontiguousarray(geom[..., :3]) if normals else None)
+
+    def _render_pass(self, vaos, tex, cams, light, want_geom):
+        w, h = self.width, self.height
+        cols = min(len(cams), MAX_ATLAS // w)
+        rows = -(-len(cams) // cols)
+        ms, resolved, geom_fbo = self._targets(cols, rows)
+        ctx = self.ctx
+        ctx.enable(ctx.DEPTH_TEST)
+        ctx.disable(ctx.CULL_FACE)
+        ms.use()
+        ms.clear(*self.background, 0.0, depth=1.0)
+        tex.use(0)
+        prog = self.prog
+        prog["u_tex"].value = 0
+        for name, value in (("u_ambient", light.ambient), ("u_key", light.key), ("u_head", light.head),
+                            ("u_specular", light.specular), ("u_shininess", light.shininess)):
+            if name in prog:
+                prog[name].value = float(value)
+        key_cam = np.asarray(light.key_dir, float)
+        for i, cam in enumerate(cams):
+            ms.viewport = ((i % cols) * w, (i // cols) * h, w, h)
+            _set_camera(prog, cam)
+            if "u_key_dir" in prog:
+                prog["u_key_dir"].value = tuple(cam.view[:3, :3].T @ key_cam)
+            vaos[0].render()
+        if resolved is not ms:
+            ctx.copy_framebuffer(resolved, ms)
+        raw = np.frombuffer(resolved.read(components=4, alignment=1), np.uint8)
+        atlas = raw.reshape(rows * h, cols * w, 4)[::-1]
+        images = _tiles(atlas, len(cams), cols, w, h)
+        geom = None
+        if want_geom:
+            geom_fbo.use()
+            geom_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            for i, cam in enumerate(cams):
+                geom_fbo.viewport = ((i % cols) * w, (i // cols) * h, w, h)
+                _set_camera(self.geom_prog, cam)
+                vaos[1].render()
+            raw = np.frombuffer(geom_fbo.read(components=4, dtype="f4", alignment=1), np.float32)
+            geom = _tiles(raw.reshape(rows * h, cols * w, 4)[::-1], len(cams), cols, w, h)
+        return images, geom
+
+    def release(self):
+        """Free the GL context (the renderer is unusable afterwards)."""
+        self.ctx.release()
+
+
+def _vao(ctx, prog, vbo, fmt, attrs):
+    # Attributes the GLSL compiler optimised away must be skipped ("x" padding) or moderngl refuses.
+    sizes = fmt.split()
+    spec = " ".join(s if a in prog else f"{int(s[0]) * 4}x" for s, a in zip(sizes, attrs))
+    return ctx.vertex_array(prog, [(vbo, spec, *[a for a in attrs if a in prog])])
+
+
+def _set_camera(prog, cam: Camera):
+    prog["u_view"].write(cam.view.T.astype("f4").tobytes())
+    prog["u_proj"].write(cam.proj.T.astype("f4").tobytes())
+    if "u_eye" in prog:
+        prog["u_eye"].value = tuple(cam.eye)
+
+
+def _tiles(atlas, n, cols, w, h):
+    return np.stack([atlas[(i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w]
+                     for i in range(n)])
+
+
+def _lighting(base: Lighting, ambient=None, key_light=None, headlight=None, specular=None, **extra) -> Lighting:
+    if extra:
+        raise TypeError(f"unknown lighting options {sorted(extra)}; use ambient, key_light, headlight, specular")
+    changes = {k: float(v) for k, v in (("ambient", ambient), ("key", key_light), ("head", headlight),
+                                        ("specular", specular)) if v is not None}
+    return replace(base, **changes) if changes else base
+
+
+_CACHE: dict[tuple, Renderer] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_renderer(size=224, background=(1.0, 1.0, 1.0), msaa=4, **options) -> Renderer:
+    """The process-wide cached Renderer for these settings (created once, then reused)."""
+    size = (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
+    key = (size, tuple(float(c) for c in background), int(msaa), tuple(sorted(options.items())))
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = Renderer(size, background, msaa, **options)
+        return _CACHE[key]
+
+
+def render_views(mesh, rig="ring12", size=224, *, background=(1.0, 1.0, 1.0), msaa=4, **options):
+    """Render ``mesh`` with a Renderer cached per process for (size, background, msaa)."""
+    render_kw = {k: options.pop(k) for k in list(options) if k not in ("max_faces", "lighting", "headlight",
+                                                                       "specular")}
+    return get_renderer(size, background, msaa, **options).render(mesh, rig, **render_kw)
