@@ -103,13 +103,14 @@ def orbit_cameras(directions, width: int, height: int, center=(0, 0, 0), radius:
     cams = []
     for d in np.asarray(directions, float).reshape(-1, 3):
         d = d / np.linalg.norm(d)
-        cam = Camera(look_at(center + dist * d, center), fx, fy, width / 2, height / 2, int(width), int(height))
+        cam = Camera(look_at(center + dist * d, center), fx, fy, width / 2, height / 2,
+                     int(width), int(height))
         cams.append(cam.with_clip_for_sphere(center, radius))
     return cams
 
 
 def ring_directions(n: int, elevation: float = 30.0) -> np.ndarray:
-    """``n`` azimuths evenly spaced from 0° (camera on +Z, facing the model's front) at ``elevation`` degrees."""
+    """``n`` azimuths evenly spaced from 0° (camera on +Z, facing the model's front) at ``elevation``°."""
     az = np.radians(np.arange(n) * 360.0 / n)
     el = np.radians(elevation)
     return np.stack([np.cos(el) * np.sin(az), np.full(n, np.sin(el)), np.cos(el) * np.cos(az)], axis=1)

@@ -109,7 +109,8 @@ class Renderer:
 
     def __init__(self, size=224, background=(1.0, 1.0, 1.0), msaa: int = 4, lighting: Lighting | None = None,
                  max_faces: int = DEFAULT_MAX_FACES, **light_overrides):
-        self.width, self.height = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+        square = np.isscalar(size)
+        self.width, self.height = (int(size), int(size)) if square else (int(size[0]), int(size[1]))
         self.background = tuple(float(c) for c in background)
         self.msaa = int(msaa)
         self.lighting = _lighting(lighting or Lighting(), **light_overrides)
@@ -118,7 +119,8 @@ class Renderer:
         self._lock = threading.Lock()
         self._fbos: dict[tuple, tuple] = {}
         with self.ctx:
-            self.prog = self.ctx.program(vertex_shader=_shader("mesh.vert"), fragment_shader=_shader("mesh.frag"))
+            self.prog = self.ctx.program(vertex_shader=_shader("mesh.vert"),
+                                         fragment_shader=_shader("mesh.frag"))
             self.geom_prog = self.ctx.program(vertex_shader=_shader("mesh.vert"),
                                               fragment_shader=_shader("geom.frag"))
             self.white = self.ctx.texture((1, 1), 4, bytes([255, 255, 255, 255]))
@@ -257,7 +259,7 @@ class Renderer:
 def _vao(ctx, prog, vbo, fmt, attrs):
     # Attributes the GLSL compiler optimised away must be skipped ("x" padding) or moderngl refuses.
     sizes = fmt.split()
-    spec = " ".join(s if a in prog else f"{int(s[0]) * 4}x" for s, a in zip(sizes, attrs))
+    spec = " ".join(s if a in prog else f"{int(s[0]) * 4}x" for s, a in zip(sizes, attrs, strict=True))
     return ctx.vertex_array(prog, [(vbo, spec, *[a for a in attrs if a in prog])])
 
 
@@ -273,9 +275,11 @@ def _tiles(atlas, n, cols, w, h):
                      for i in range(n)])
 
 
-def _lighting(base: Lighting, ambient=None, key_light=None, headlight=None, specular=None, **extra) -> Lighting:
+def _lighting(base: Lighting, ambient=None, key_light=None, headlight=None, specular=None,
+              **extra) -> Lighting:
     if extra:
-        raise TypeError(f"unknown lighting options {sorted(extra)}; use ambient, key_light, headlight, specular")
+        raise TypeError(f"unknown lighting options {sorted(extra)}; "
+                        "use ambient, key_light, headlight, specular")
     changes = {k: float(v) for k, v in (("ambient", ambient), ("key", key_light), ("head", headlight),
                                         ("specular", specular)) if v is not None}
     return replace(base, **changes) if changes else base

@@ -82,7 +82,8 @@ def _validate(parts: list[trimesh.Trimesh], name: str, max_faces: int) -> None:
                                 f"with {len(p.vertices)} vertices)")
         bad = ~np.isfinite(np.asarray(p.vertices)).all(axis=1)
         if bad.any():
-            raise MeshLoadError(f"{name}: non-finite vertex coordinates (NaN/inf) in {int(bad.sum())} vertices")
+            raise MeshLoadError(f"{name}: non-finite vertex coordinates (NaN/inf) "
+                                f"in {int(bad.sum())} vertices")
     verts = np.concatenate([np.asarray(p.vertices, float) for p in parts])
     scale = max(float(np.ptp(verts, axis=0).max()), 1e-300)
     area = sum(float(np.linalg.norm(np.cross(p.vertices[p.faces[:, 1]] - p.vertices[p.faces[:, 0]],
