@@ -88,7 +88,7 @@ def mesh_arrays(mesh: trimesh.Trimesh) -> tuple[np.ndarray, object]:
         elif vis.kind == "vertex":
             colours = np.asarray(vis.vertex_colors)[faces].reshape(-1, 4)
         else:
-            colours = np.asarray(vis.to_color().vertex_colors)[faces].reshape(-1, 4)
+            colours = np.asarray(load_mesh(mesh, normalize=False).visual.vertex_colors)[faces].reshape(-1, 4)
         data[:, 6:10] = colours / 255.0
         data[:, 10:12] = 0.0
     return data, image

@@ -111,7 +111,13 @@ def _to_colour(part: trimesh.Trimesh, name: str) -> trimesh.Trimesh:
     if vis.kind in ("vertex", "face"):
         return part
     if vis.kind == "texture":
-        colours = vis.to_color().vertex_colors
+        uv, image = getattr(vis, "uv", None), texture_image(vis)
+        if uv is not None and image is not None and len(uv) == len(part.vertices):
+            colours = trimesh.visual.color.uv_to_color(uv, image)
+        else:
+            main = getattr(vis.material, "main_color", None)
+            main = DEFAULT_COLOR if main is None else main
+            colours = np.tile(np.asarray(main, np.uint8), (len(part.vertices), 1))
     else:
         _warn(f"{name}: a part has no material or colour; default grey used")
         colours = np.tile(np.asarray(DEFAULT_COLOR, np.uint8), (len(part.vertices), 1))
