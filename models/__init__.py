@@ -1,0 +1,32 @@
+"""clip3d-bench models: the library (registry, modes, poolings, loss, data, features, training).
+
+``harness/`` drives it; nothing here imports the harness, Sacred or the dataset reader.
+"""
+import logging
+
+from .data import ShapeItem, epoch_plan, make_items
+from .errors import (ConfigError, ModelsError, UnknownModelError, UnknownPretrainedError,
+                     WeightsMismatchError, WeightsUnavailableError)
+from .features import FeatureCache, encode_images, encode_shapes, encode_texts, encode_views
+from .loss import clip_loss, positive_mask
+from .modes import MODES, get_mode
+from .pooling import LEARNED_POOLINGS, POOLINGS, make_pooling, pool_views
+from .probe import linear_probe
+from .registry import (OWN_MODELS, ClipBundle, count_params, create_model, list_models, list_pretrained,
+                       resolve_device, state_sha256)
+from .train import (StopTraining, TrainResult, init_distributed, load_checkpoint, recall_at_k,
+                    save_checkpoint, train)
+from .validate import validate_config
+
+# open_clip warns on every from-scratch model; for our tiny configs that is the point, not a problem.
+logging.getLogger().addFilter(lambda r: "No pretrained weights loaded" not in r.getMessage())
+
+__all__ = [
+    "ClipBundle", "ConfigError", "FeatureCache", "LEARNED_POOLINGS", "MODES", "ModelsError", "OWN_MODELS",
+    "POOLINGS", "ShapeItem", "StopTraining", "TrainResult", "UnknownModelError", "UnknownPretrainedError",
+    "WeightsMismatchError", "WeightsUnavailableError", "clip_loss", "count_params", "create_model",
+    "encode_images", "encode_shapes", "encode_texts", "encode_views", "epoch_plan", "get_mode",
+    "init_distributed", "linear_probe", "list_models", "list_pretrained", "load_checkpoint",
+    "make_items", "make_pooling", "pool_views", "positive_mask", "recall_at_k", "resolve_device",
+    "save_checkpoint", "state_sha256", "train", "validate_config",
+]

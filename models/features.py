@@ -1,0 +1,121 @@
+"""Encoding images, texts and shape views, with an on-disk feature cache.
+
+The cache lives under ``<root>/<model>-<weights hash>/<render config id>/`` so that a change of
+model, of weights (training) or of any rendering knob never reuses stale features.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import ImageCache
+from .pooling import pool_views
+from .registry import ClipBundle, state_sha256
+
+
+@torch.no_grad()
+def _raw_images(bundle: ClipBundle, paths: Sequence[str], batch_size: int, progress: bool) -> torch.Tensor:
+    load = ImageCache(bundle.preprocess, max_items=0)
+    model = bundle.model.eval()
+    out = []
+    for s in tqdm(range(0, len(paths), batch_size), desc="encode images", disable=not progress,
+                  leave=False):
+        batch = torch.stack([load(p) for p in paths[s:s + batch_size]]).to(bundle.device)
+        out.append(model.encode_image(batch).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+@torch.no_grad()
+def _raw_texts(bundle: ClipBundle, texts: Sequence[str], batch_size: int) -> torch.Tensor:
+    model = bundle.model.eval()
+    out = [model.encode_text(bundle.tokenizer(list(texts[s:s + batch_size])).to(bundle.device)).float().cpu()
+           for s in range(0, len(texts), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+@torch.no_grad()
+def apply_heads(bundle: ClipBundle, features: torch.Tensor, kind: str) -> torch.Tensor:
+    """Apply the linear head (mode ``linear``) of ``kind`` (image|text) when present; L2-normalise."""
+    if bundle.heads is not None:
+        head = getattr(bundle.heads, kind)
+        features = head(features.to(next(head.parameters()).device)).cpu()
+    return F.normalize(features.float(), dim=-1)
+
+
+def encode_images(bundle: ClipBundle, paths: Sequence[str], batch_size: int = 64, raw: bool = False,
+                  progress: bool = False) -> torch.Tensor:
+    """(N, D) L2-normalised image embeddings of image files (``raw``: tower output, no head, no norm)."""
+    feats = _raw_images(bundle, [str(p) for p in paths], batch_size, progress)
+    return feats if raw else apply_heads(bundle, feats, "image")
+
+
+def encode_texts(bundle: ClipBundle, texts: Sequence[str], batch_size: int = 256, raw: bool = False,
+                 cache_dir: str | os.PathLike | None = None) -> torch.Tensor:
+    """(N, D) L2-normalised text embeddings (``cache_dir``: reuse/extend the on-disk text cache)."""
+    texts = list(texts)
+    if cache_dir is None:
+        feats = _raw_texts(bundle, texts, batch_size)
+    else:
+        cache = FeatureCache(cache_dir, bundle)
+        feats = cache.lookup("texts", texts, lambda missing: _raw_texts(bundle, missing, batch_size))
+    return feats if raw else apply_heads(bundle, feats, "text")
+
+
+class FeatureCache:
+    """Raw tower outputs on disk, keyed by (model, weights hash, render config id) and then by input."""
+
+    def __init__(self, root: str | os.PathLike, bundle: ClipBundle, render_config_id: str | None = None):
+        safe = bundle.name.replace("/", "_").replace(":", "_")
+        self.dir = Path(root) / f"{safe}-{state_sha256(bundle.model)[:16]}"
+        self.render_config_id = render_config_id
+
+    def _file(self, kind: str) -> Path:
+        if kind == "images":
+            return self.dir / (self.render_config_id or "no-render-id") / "images.pt"
+        return self.dir / "texts.pt"
+
+    def lookup(self, kind: str, keys: Sequence[str], compute) -> torch.Tensor:
+        """Features for ``keys``: loaded when cached, computed (and appended to the file) when not."""
+        path = self._file(kind)
+        stored: dict[str, torch.Tensor] = torch.load(path, weights_only=True) if path.is_file() else {}
+        missing = list(dict.fromkeys(k for k in keys if k not in stored))
+        if missing:
+            new = compute(missing)
+            stored.update({k: new[i].clone() for i, k in enumerate(missing)})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            torch.save(stored, tmp)
+            os.replace(tmp, path)  # atomic: concurrent readers never see a half-written file
+        self.hits, self.misses = len(keys) - len(missing), len(missing)
+        return torch.stack([stored[k] for k in keys]) if keys else torch.zeros(0, 0)
+
+
+def encode_views(bundle: ClipBundle, views: Sequence[Sequence[str]], cache_dir: str | os.PathLike | None = None,
+                 render_config_id: str | None = None, batch_size: int = 64, raw: bool = False,
+                 progress: bool = False) -> torch.Tensor:
+    """(S, V, D) view embeddings of S shapes (lists of view files), through the feature cache.
+
+    Shapes with fewer views (a failed view) are padded by repeating their last view.
+    ``raw``: tower outputs without head or normalisation (what the cache stores).
+    """
+    n_views = max(len(v) for v in views) if views else 0
+    padded = [list(v) + [v[-1]] * (n_views - len(v)) for v in views]
+    flat = [str(Path(p).resolve()) for v in padded for p in v]
+    if cache_dir is None:
+        feats = _raw_images(bundle, flat, batch_size, progress)
+    else:
+        cache = FeatureCache(cache_dir, bundle, render_config_id)
+        feats = cache.lookup("images", flat, lambda missing: _raw_images(bundle, missing, batch_size, progress))
+    if not raw:
+        feats = apply_heads(bundle, feats, "image")
+    return feats.view(len(views), n_views, -1)
+
+
+def encode_shapes(bundle: ClipBundle, views: Sequence[Sequence[str]], **kwargs) -> torch.Tensor:
+    """(S, D) shape embeddings: view embeddings pooled with ``bundle.pooling`` (mean when unset)."""
+    return pool_views(encode_views(bundle, views, **kwargs), bundle.pooling)

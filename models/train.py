@@ -1,0 +1,440 @@
+"""The training loop: seeded, resumable (last + best checkpoints), multi-view, DDP-aware.
+
+``train(bundle, train_items, val_items, cfg)`` trains in place per ``cfg["mode"]`` and returns a
+:class:`TrainResult`. A ``callback(event, metrics)`` receives per-step (``"step"``) and per-epoch
+(``"epoch"``) metrics; the Sacred layer turns them into ``log_scalar`` curves.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import MultiViewDataset, ShapeItem, collate, epoch_plan
+from .errors import ConfigError
+from .features import encode_texts, encode_views
+from .loss import clip_loss
+from .modes import get_mode, param_groups
+from .pooling import LEARNED_POOLINGS, make_pooling
+from .registry import ClipBundle, count_params
+
+CHECKPOINT_FORMAT = "clip3d-checkpoint"
+Callback = Callable[[str, dict], Any]
+
+
+@dataclass
+class TrainResult:
+    """What training leaves: the trained bundle, checkpoint paths, per-epoch history, figures."""
+
+    bundle: ClipBundle
+    checkpoint: str | None = None  # best.pt (by val loss)
+    last: str | None = None
+    history: list[dict] = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    samples_per_s: float = 0.0
+    steps: int = 0
+    stopped_early: bool = False
+    best_val_loss: float | None = None
+
+
+class StopTraining(Exception):
+    """Raise from a callback to stop after the current step (checkpoint ``last`` is written first)."""
+
+
+# -- distributed helpers ----------------------------------------------------------------------
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside torch.distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: str) -> tuple[int, int]:
+    """Join the process group torchrun describes (gloo on CPU, nccl on CUDA); no-op otherwise."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
+    return dist_info()
+
+
+def _gather(features: torch.Tensor, keys: list, captions: list):
+    rank, world = dist_info()
+    if world == 1:
+        return features, keys, captions
+    from torch.distributed.nn.functional import all_gather
+
+    feats = torch.cat(all_gather(features))  # keeps the gradient path to every rank's features
+    objs: list = [None] * world
+    dist.all_gather_object(objs, (keys, captions))
+    return feats, [k for o in objs for k in o[0]], [c for o in objs for c in o[1]]
+
+
+# -- schedule and checkpoints -----------------------------------------------------------------
+
+def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
+    """lr factor: linear warmup over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def _container(bundle: ClipBundle) -> nn.ModuleDict:
+    mods = {"model": bundle.model}
+    if bundle.heads is not None:
+        mods["heads"] = bundle.heads
+    if bundle.pooling is not None and any(True for _ in bundle.pooling.parameters()):
+        mods["pooling"] = bundle.pooling
+    return nn.ModuleDict(mods)
+
+
+def trainable_state(bundle: ClipBundle) -> dict[str, torch.Tensor]:
+    """The parameters that training changes (all of them in full mode), by name."""
+    return {n: p.detach().cpu().clone() for n, p in _container(bundle).named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(path: str | os.PathLike, bundle: ClipBundle, optimizer=None, scheduler=None, **state) -> str:
+    """Write a checkpoint atomically: trainable weights, optimizer, scheduler, loop state, config."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"format": CHECKPOINT_FORMAT, "model_name": bundle.name, "pretrained": bundle.pretrained,
+            "weights_sha256": bundle.weights_sha256, "mode": bundle.mode,
+            "pooling_name": bundle.info.get("pooling"), "state": trainable_state(bundle),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "torch_rng": torch.get_rng_state(), **state}
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+    return str(path)
+
+
+def load_checkpoint(path: str | os.PathLike, bundle: ClipBundle, train_cfg: dict | None = None) -> dict:
+    """Load a checkpoint into ``bundle`` (applying its mode first when needed); returns the raw blob."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ConfigError(f"checkpoint {str(path)!r} is unreadable ({exc})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"{str(path)!r} is not a clip3d checkpoint (expected last.pt/best.pt from train)")
+    if blob["model_name"] != bundle.name:
+        raise ConfigError(f"checkpoint {str(path)!r} is of model {blob['model_name']!r}, not {bundle.name!r}")
+    cfg = dict(train_cfg or blob.get("config", {}).get("train", {}))
+    if bundle.mode != blob["mode"]:
+        bundle.mode = blob["mode"]
+        get_mode(blob["mode"]).apply(bundle, cfg)
+    if blob.get("pooling_name") and bundle.pooling is None:
+        bundle.pooling = make_pooling(blob["pooling_name"], _embed_dim(bundle)).to(bundle.device)
+        bundle.info["pooling"] = blob["pooling_name"]
+    params = dict(_container(bundle).named_parameters())
+    missing = sorted(set(blob["state"]) - set(params))
+    if missing:
+        raise ConfigError(f"checkpoint {str(path)!r} has weights the model lacks: {missing[:5]}")
+    with torch.no_grad():
+        for name, tensor in blob["state"].items():
+            params[name].copy_(tensor)
+    return blob
+
+
+def _embed_dim(bundle: ClipBundle) -> int:
+    with torch.no_grad():
+        return int(bundle.model.encode_text(bundle.tokenizer(["a"]).to(bundle.device)).shape[-1])
+
+
+# -- validation -------------------------------------------------------------------------------
+
+def recall_at_k(shape_emb: torch.Tensor, text_emb: torch.Tensor, text_owner: Sequence[int],
+                ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """i2t and t2i Recall@K with shape identity as ground truth (val monitoring, not the benchmark)."""
+    sims = shape_emb @ text_emb.t()
+    owner = torch.as_tensor(list(text_owner))
+    match = owner[None, :] == torch.arange(len(shape_emb))[:, None]  # (S, T)
+    out = {}
+    i2t_rank = torch.argsort(sims, dim=1, descending=True)
+    t2i_rank = torch.argsort(sims.t(), dim=1, descending=True)
+    for k in ks:
+        out[f"i2t_R@{k}"] = float(match.gather(1, i2t_rank[:, :k]).any(dim=1).float().mean())
+        out[f"t2i_R@{k}"] = float((t2i_rank[:, :k] == owner[:, None]).any(dim=1).float().mean())
+    return out
+
+
+# -- the loop ---------------------------------------------------------------------------------
+
+class _Trainer:
+    def __init__(self, bundle, train_items, val_items, cfg, callback, seed, out_dir, features_dir,
+                 render_config_id, progress):
+        self.bundle, self.cfg, self.callback, self.seed = bundle, cfg, callback, int(seed)
+        self.train_items, self.val_items = list(train_items), list(val_items)
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.features_dir, self.render_config_id, self.progress = features_dir, render_config_id, progress
+        self.mode = get_mode(cfg.get("mode", "full"))
+        self.rank, self.world = dist_info()
+        self.batch_size = int(cfg.get("batch_size", 32))
+        if self.batch_size * self.world > len(self.train_items):
+            raise ConfigError(f"train.batch_size={self.batch_size} (x{self.world} processes) is larger than "
+                              f"the train split ({len(self.train_items)} shapes); lower it")
+        self.device = bundle.device
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
+                         else nullcontext())
+
+    # features for linear mode: computed once per (model, weights, render config), then cached
+    def _cached(self, items):
+        views = encode_views(self.bundle, [it.views for it in items], cache_dir=self.features_dir,
+                             render_config_id=self.render_config_id, raw=True, progress=self.progress)
+        texts = sorted({c for it in items for c in it.captions})
+        tfeat = encode_texts(self.bundle, texts, raw=True, cache_dir=self.features_dir)
+        return views, dict(zip(texts, tfeat))
+
+    def _forward(self, batch_idx, items, cached=None, dataset=None):
+        keys = [items[i].key for i, _, _ in batch_idx]
+        if self.mode.cached_features:
+            views, texts = cached
+            captions = [items[i].captions[c] for i, _, c in batch_idx]
+            img = torch.stack([views[i, v] for i, v, _ in batch_idx]).to(self.device)
+            txt = torch.stack([texts[c] for c in captions]).to(self.device)
+            img, txt = self.bundle.heads(img, txt)
+            scale = self.bundle.heads.logit_scale
+        else:
+            images, tokens, captions, _ = collate([dataset[t] for t in batch_idx], self.bundle.tokenizer)
+            with self.autocast:
+                img, txt, scale_exp = self.ddp_model(images.to(self.device), tokens.to(self.device))
+            scale = torch.log(scale_exp)
+        img, keys_all, caps_all = _gather(img, keys, captions)
+        txt, _, _ = _gather(txt, keys, captions)
+        return clip_loss(img, txt, scale, keys_all, caps_all)
+
+    @torch.no_grad()
+    def validate(self, cached_val) -> dict[str, float]:
+        if not self.val_items:
+            return {}
+        self.bundle.model.eval()
+        plan = epoch_plan(self.val_items, epoch=0, seed=self.seed + 7919, batch_size=self.batch_size,
+                          drop_last=False)
+        ds = None if self.mode.cached_features else MultiViewDataset(self.val_items, self.bundle.preprocess)
+        losses = [(float(self._forward(b, self.val_items, cached_val, ds)), len(b)) for b in plan if len(b) > 1]
+        out = {"val.loss": sum(v * n for v, n in losses) / max(1, sum(n for _, n in losses))}
+        from .features import apply_heads
+        if self.mode.cached_features:
+            views = apply_heads(self.bundle, cached_val[0].flatten(0, 1), "image").view(*cached_val[0].shape[:2], -1)
+        else:
+            views = encode_views(self.bundle, [it.views for it in self.val_items])
+        shapes = F.normalize(views.mean(dim=1), dim=-1)
+        texts = [c for it in self.val_items for c in it.captions]
+        owner = [i for i, it in enumerate(self.val_items) for _ in it.captions]
+        temb = encode_texts(self.bundle, texts)
+        out.update({f"val.{k}": v for k, v in recall_at_k(shapes, temb, owner).items()})
+        return out
+
+    def run(self) -> TrainResult:
+        bundle, cfg = self.bundle, self.cfg
+        trainable = [(n, p) for n, p in _container(bundle).named_parameters() if p.requires_grad]
+        result = TrainResult(bundle=bundle, params=count_params(*_container(bundle).values()))
+        if not self.mode.trains or not trainable:
+            return result
+        lr = float(cfg.get("lr", 5e-4))
+        optimizer = torch.optim.AdamW(
+            param_groups(trainable, lr, float(cfg.get("weight_decay", 0.1)),
+                         float(cfg.get("backbone_lr_scale", 1.0)) if self.mode.name == "full" else 1.0),
+            betas=(0.9, 0.98), eps=1e-6)
+        epochs = int(cfg.get("epochs", 10))
+        steps_per_epoch = len(epoch_plan(self.train_items, 0, self.seed, self.batch_size * self.world))
+        total = epochs * steps_per_epoch
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_cosine(int(cfg.get("warmup_steps", 20)), total))
+        state = {"epoch": 0, "step_in_epoch": 0, "step": 0, "best_val": None, "bad_epochs": 0,
+                 "history": [], "finished": False, "samples": 0, "seconds": 0.0}
+        last_path = self.out_dir / "last.pt" if self.out_dir else None
+        best_path = self.out_dir / "best.pt" if self.out_dir else None
+        if last_path is not None and cfg.get("resume", True) and last_path.is_file():
+            blob = load_checkpoint(last_path, bundle)
+            optimizer.load_state_dict(blob["optimizer"])
+            scheduler.load_state_dict(blob["scheduler"])
+            state.update(blob["loop"])
+        self.ddp_model = bundle.model
+        if self.world > 1 and not self.mode.cached_features:
+            self.ddp_model = nn.parallel.DistributedDataParallel(bundle.model)
+        cached_train = self._cached(self.train_items) if self.mode.cached_features else None
+        cached_val = self._cached(self.val_items) if self.mode.cached_features and self.val_items else None
+        dataset = None if self.mode.cached_features else MultiViewDataset(self.train_items, bundle.preprocess)
+        patience = cfg.get("patience")
+        grad_clip = cfg.get("grad_clip")
+        writer = _tensorboard(cfg, self.out_dir) if self.rank == 0 else None
+
+        def save(path, loop):
+            if path is not None and self.rank == 0:
+                return save_checkpoint(path, bundle, optimizer, scheduler, loop=loop,
+                                       config={"train": dict(cfg)})
+
+        if not state["history"] and self.val_items:  # epoch 0: the model as loaded, for comparison
+            state["history"].append({"epoch": 0, "step": 0, **self.validate(cached_val)})
+            if self.callback is not None and self.rank == 0:
+                self.callback("epoch", state["history"][0])
+        try:
+            while state["epoch"] < epochs and not state["finished"]:
+                epoch = state["epoch"]
+                plan = epoch_plan(self.train_items, epoch, self.seed, self.batch_size * self.world)
+                bar = tqdm(plan, desc=f"train {self.mode.name} epoch {epoch + 1}/{epochs}",
+                           disable=not self.progress or self.rank != 0, leave=False,
+                           initial=state["step_in_epoch"], total=len(plan))
+                for batch in plan[state["step_in_epoch"]:]:
+                    local = batch[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+                    bundle.model.train()
+                    t0 = time.perf_counter()
+                    loss = self._forward(local, self.train_items, cached_train, dataset)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if self.mode.cached_features and self.world > 1:
+                        _allreduce_grads(bundle.heads)
+                    if grad_clip:
+                        torch.nn.utils.clip_grad_norm_([p for _, p in trainable], float(grad_clip))
+                    optimizer.step()
+                    scheduler.step()
+                    with torch.no_grad():  # open_clip clamps the temperature at 100
+                        for holder in (bundle.model, bundle.heads):
+                            if holder is not None and isinstance(getattr(holder, "logit_scale", None), nn.Parameter):
+                                holder.logit_scale.clamp_(0, math.log(100))
+                    dt = time.perf_counter() - t0
+                    state["step"] += 1
+                    state["step_in_epoch"] += 1
+                    state["samples"] += len(batch)
+                    state["seconds"] += dt
+                    bar.update(1)
+                    metrics = {"step": state["step"], "epoch": epoch, "train.loss": float(loss.detach()),
+                               "lr": scheduler.get_last_lr()[0], "train.samples_per_s": len(batch) / dt}
+                    bar.set_postfix(loss=f"{float(loss):.3f}")
+                    if writer is not None:
+                        writer.add_scalar("train/loss", float(loss), state["step"])
+                    if self.callback is not None and self.rank == 0:
+                        self.callback("step", metrics)
+                bar.close()
+                val = self.validate(cached_val)
+                epoch_metrics = {"epoch": epoch + 1, "step": state["step"],
+                                 "train.samples_per_s": state["samples"] / max(state["seconds"], 1e-9), **val}
+                state["history"].append(epoch_metrics)
+                state["epoch"] += 1
+                state["step_in_epoch"] = 0
+                improved = "val.loss" in val and (state["best_val"] is None or val["val.loss"] < state["best_val"])
+                if improved or not self.val_items:
+                    state["best_val"] = val.get("val.loss")
+                    state["bad_epochs"] = 0
+                    save(best_path, dict(state))
+                else:
+                    state["bad_epochs"] += 1
+                    if patience is not None and state["bad_epochs"] >= int(patience):
+                        state["finished"] = True
+                        result.stopped_early = True
+                save(last_path, dict(state))
+                if writer is not None:
+                    for k, v in val.items():
+                        writer.add_scalar(k.replace(".", "/"), v, state["step"])
+                if self.callback is not None and self.rank == 0:
+                    self.callback("epoch", epoch_metrics)
+            state["finished"] = True
+            save(last_path, dict(state))
+        except BaseException:
+            save(last_path, dict(state))  # a kill mid-epoch resumes at this step
+            raise
+        finally:
+            if writer is not None:
+                writer.close()
+        if self.world > 1:
+            dist.barrier()
+        if best_path is not None and best_path.is_file():
+            load_checkpoint(best_path, bundle)  # best by val loss is what evaluation sees
+        result.checkpoint = str(best_path) if best_path else None
+        result.last = str(last_path) if last_path else None
+        result.history = state["history"]
+        result.steps = state["step"]
+        result.best_val_loss = state["best_val"]
+        result.samples_per_s = state["samples"] / max(state["seconds"], 1e-9)
+        return result
+
+
+def _allreduce_grads(module: nn.Module) -> None:
+    world = dist.get_world_size()
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
+
+
+def _tensorboard(cfg: dict, out_dir: Path | None):
+    if not cfg.get("tensorboard"):
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise ConfigError("train.tensorboard=True needs the tensorboard package: pip install tensorboard") from exc
+    return SummaryWriter(str((out_dir or Path("runs")) / "tensorboard"))
+
+
+def fit_attention_pooling(bundle: ClipBundle, items: Sequence[ShapeItem], steps: int = 200, lr: float = 1e-2,
+                          seed: int = 0, features_dir=None, render_config_id=None) -> list[float]:
+    """Train the attention pooling on frozen (trained) view embeddings against caption embeddings."""
+    views = encode_views(bundle, [it.views for it in items], cache_dir=features_dir,
+                         render_config_id=render_config_id)
+    texts = encode_texts(bundle, [it.captions[0] for it in items])
+    pool = bundle.pooling
+    opt = torch.optim.Adam(pool.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    scale = torch.tensor(math.log(50.0))
+    for _ in range(steps):
+        idx = torch.randperm(len(items), generator=gen)[:256]
+        emb = pool(views[idx].to(bundle.device))
+        loss = clip_loss(emb, texts[idx].to(bundle.device), scale,
+                         [items[i].key for i in idx], [items[i].captions[0] for i in idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    return losses
+
+
+def train(bundle: ClipBundle, train_items: Sequence[ShapeItem], val_items: Sequence[ShapeItem], cfg: dict,
+          callback: Callback | None = None, *, seed: int = 0, out_dir: str | os.PathLike | None = None,
+          pooling: str = "mean", features_dir: str | os.PathLike | None = None,
+          render_config_id: str | None = None, progress: bool = True) -> TrainResult:
+    """Train ``bundle`` in place in mode ``cfg["mode"]`` and return a :class:`TrainResult`.
+
+    cfg: the ``train`` config dict (mode, epochs, batch_size, lr, backbone_lr_scale, weight_decay,
+    warmup_steps, grad_clip, lora_rank, partial_blocks, patience, resume, tensorboard).
+    out_dir: where last.pt / best.pt go (None: no checkpoints). features_dir: the feature cache root
+    (mode linear and learned pooling reuse tower outputs from it).
+    """
+    from .validate import validate_config
+
+    validate_config({"name": bundle.name, "pooling": pooling}, cfg, n_train_shapes=len(train_items))
+    mode = get_mode(cfg.get("mode", "full"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if bundle.mode != mode.name:
+            mode.apply(bundle, cfg)
+            bundle.mode = mode.name
+        bundle.info["pooling"] = pooling
+        bundle.pooling = make_pooling(pooling, _embed_dim(bundle)).to(bundle.device)
+        result = _Trainer(bundle, train_items, val_items, cfg, callback, seed, out_dir, features_dir,
+                          render_config_id, progress).run()
+        if pooling in LEARNED_POOLINGS and mode.trains:
+            bundle.model.eval()
+            bundle.info["pooling_losses"] = fit_attention_pooling(bundle, train_items, seed=seed,
+                                                                  features_dir=features_dir,
+                                                                  render_config_id=render_config_id)
+            if out_dir is not None and dist_info()[0] == 0:
+                save_checkpoint(Path(out_dir) / "best.pt", bundle, loop={"finished": True},
+                                config={"train": dict(cfg)})
+    result.params = count_params(*_container(bundle).values())
+    bundle.model.eval()
+    return result
