@@ -219,7 +219,8 @@ def _executor(scheduler, workers, n_chunks):
 
     # spawn: each worker makes its own EGL context; never inherit a parent's GL state through fork.
     pool = ProcessPoolExecutor(min(workers, n_chunks), mp_context=multiprocessing.get_context("spawn"))
-    return pool.submit, as_completed, lambda: pool.shutdown(wait=True, cancel_futures=True)
+    return ((lambda *a: pool.submit(render_chunk, *a)), as_completed,
+            lambda: pool.shutdown(wait=True, cancel_futures=True))
 
 
 def render_batch(jobs, out_dir, cfg: dict, shard=(0, 1), scheduler=None, workers=None, progress=True,
