@@ -1,0 +1,527 @@
+"""Pure functions from the run store (a pymongo ``Database``) to pandas DataFrames, and on them.
+
+The main table projects only the fields it shows (``RUN_FIELDS``); per-category results, per-shape
+scores, metric curves, full documents and artifacts are loaded on demand for the runs asked for.
+User text never reaches MongoDB: filters run in pandas on literal strings (``filter_runs``).
+
+Malformed or older documents (a config that is not a dict / has no ``model.name``, a finished run
+with no ``result`` or a non-dict ``result.metrics``) are skipped and counted in
+``frame.attrs["skipped"]``; runs still going or failed are kept with empty metrics.
+Tags and notes are stored Omniboard-compatibly in ``omniboard.tags`` / ``omniboard.notes``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_METRIC = "i2t_R@1"
+HEARTBEAT_TIMEOUT = dt.timedelta(minutes=2)
+PROBABLY_DEAD = "PROBABLY_DEAD"
+GROUP_KEYS = ["model", "pretrained", "mode", "pooling", "dataset"]
+ID_COLUMNS = ["run_id", "experiment", "state", "status", "start_time", "model", "pretrained", "mode",
+              "pooling", "dataset", "seed", "tags", "notes", "params"]
+THROUGHPUT_PREFIX = "tp_"
+# MongoDB paths the main table needs: nothing else is transferred.
+RUN_FIELDS = ["experiment.name", "status", "start_time", "stop_time", "heartbeat",
+              "config.model.name", "config.model.pretrained", "config.model.pooling", "config.train.mode",
+              "config.data.root", "config.data.synth_preset", "config.seed",
+              "result.metrics", "result.ci95", "result.throughput", "result.provenance.dataset_fingerprint",
+              "omniboard.tags", "omniboard.notes", "meta.comment", "info.params"]
+INDEXES = {"runs": [[("status", 1)], [("start_time", -1)], [("experiment.name", 1)]],
+           "metrics": [[("run_id", 1), ("name", 1)]]}
+_LOWER_SUFFIXES = ("medR", "_loss", "loss", "eval_seconds")
+_INDEXED: set = set()
+
+
+class RunNotFound(KeyError):
+    """No run document with the requested id."""
+
+
+def direction(name: str) -> str:
+    """``"higher"`` or ``"lower"``: which way is better for a metric (harness.metrics when present)."""
+    try:
+        from harness.metrics import direction as harness_direction  # the one declaration in code
+    except ImportError:
+        harness_direction = None
+    if harness_direction is not None:
+        try:
+            return harness_direction(name)
+        except (KeyError, ValueError):
+            pass
+    bare = name[len(THROUGHPUT_PREFIX):] if name.startswith(THROUGHPUT_PREFIX) else name
+    return "lower" if bare.endswith(_LOWER_SUFFIXES) else "higher"
+
+
+def effective_status(doc: dict, now: dt.datetime | None = None) -> str:
+    """Sacred status, or ``PROBABLY_DEAD`` for a RUNNING run whose heartbeat is over 2 min old."""
+    try:
+        from harness.tracking import effective_status as tracking_status
+    except ImportError:
+        tracking_status = None
+    if tracking_status is not None:
+        return tracking_status(doc, now)
+    status = doc.get("status") or "UNKNOWN"
+    beat = doc.get("heartbeat")
+    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    if status == "RUNNING" and isinstance(beat, dt.datetime):
+        if beat.tzinfo is not None:
+            beat = beat.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        if now - beat > HEARTBEAT_TIMEOUT:
+            return PROBABLY_DEAD
+    return status
+
+
+def ensure_indexes(db) -> None:
+    """Create the indexes the queries use, once per process and database."""
+    key = (id(db.client), db.name)
+    if key in _INDEXED:
+        return
+    for collection, indexes in INDEXES.items():
+        for keys in indexes:
+            db[collection].create_index(keys)
+    _INDEXED.add(key)
+
+
+def get_path(doc: dict, path: str, default=None):
+    """``doc[a][b][c]`` for ``"a.b.c"``; also reads servers that return projected paths flat."""
+    if path in doc:
+        return doc[path]
+    node = doc
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            # a flat key for a prefix ("result.metrics" holding {"i2t_R@1": ...})
+            head, _, rest = path.rpartition(".")
+            while head:
+                if head in doc and isinstance(doc[head], dict):
+                    return get_path(doc[head], path[len(head) + 1:], default)
+                head, _, rest = head.rpartition(".")
+            return default
+        node = node[part]
+    return node
+
+
+def dataset_label(root, preset, fingerprint) -> str:
+    """A short dataset name for grouping: root's last folder (or preset) + fingerprint prefix."""
+    name = str(root).rstrip("/").rsplit("/", 1)[-1] if root else (preset or "?")
+    return f"{name}@{str(fingerprint)[:8]}" if fingerprint else name
+
+
+def params_count(value) -> float:
+    """Parameter count from ``info.params`` (a number or a dict with ``total``)."""
+    if isinstance(value, dict):
+        value = value.get("total", value.get("all"))
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def run_row(doc: dict, now: dt.datetime | None = None) -> tuple[dict | None, str | None]:
+    """One table row from a projected run document, or ``(None, reason)`` when it must be skipped."""
+    model = get_path(doc, "config.model.name")
+    if not isinstance(model, str):
+        return None, "config is not a dict or has no model.name"
+    status = doc.get("status")
+    result_metrics = get_path(doc, "result.metrics")
+    if result_metrics is None and status == "COMPLETED":
+        return None, "completed run without result"
+    if result_metrics is not None and not isinstance(result_metrics, dict):
+        return None, "result.metrics is not a dict"
+    tags = get_path(doc, "omniboard.tags") or []
+    row = {
+        "run_id": doc.get("_id"),
+        "experiment": str(get_path(doc, "experiment.name", "") or ""),
+        "status": status or "UNKNOWN",
+        "state": effective_status(doc, now),
+        "start_time": doc.get("start_time"),
+        "model": model,
+        "pretrained": str(get_path(doc, "config.model.pretrained") or "-"),
+        "mode": str(get_path(doc, "config.train.mode") or "-"),
+        "pooling": str(get_path(doc, "config.model.pooling") or "-"),
+        "dataset": dataset_label(get_path(doc, "config.data.root"), get_path(doc, "config.data.synth_preset"),
+                                 get_path(doc, "result.provenance.dataset_fingerprint")),
+        "seed": get_path(doc, "config.seed"),
+        "tags": ", ".join(str(t) for t in tags) if isinstance(tags, list) else str(tags),
+        "notes": str(get_path(doc, "omniboard.notes") or get_path(doc, "meta.comment") or ""),
+        "params": params_count(get_path(doc, "info.params")),
+        "ci95": get_path(doc, "result.ci95") if isinstance(get_path(doc, "result.ci95"), dict) else {},
+    }
+    for name, value in (result_metrics or {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            row[name] = float(value)
+    throughput = get_path(doc, "result.throughput")
+    if isinstance(throughput, dict):
+        for name, value in throughput.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                row[THROUGHPUT_PREFIX + name] = float(value)
+    return row, None
+
+
+def rows_to_frame(docs, now: dt.datetime | None = None) -> pd.DataFrame:
+    """The main table from run documents; skipped documents are counted in ``attrs``."""
+    rows, skipped = [], Counter()
+    for doc in docs:
+        if not isinstance(doc, dict):
+            skipped["not a document"] += 1
+            continue
+        row, reason = run_row(doc, now)
+        if row is None:
+            skipped[reason] += 1
+        else:
+            rows.append(row)
+    frame = pd.DataFrame(rows, columns=None if rows else ID_COLUMNS + ["ci95"])
+    extra = [c for c in frame.columns if c not in ID_COLUMNS and c != "ci95"]
+    frame.attrs["metrics"] = sorted(c for c in extra if not c.startswith(THROUGHPUT_PREFIX))
+    frame.attrs["throughput"] = sorted(c for c in extra if c.startswith(THROUGHPUT_PREFIX))
+    frame.attrs["skipped"] = sum(skipped.values())
+    frame.attrs["skip_reasons"] = dict(skipped)
+    if len(frame):
+        frame["start_time"] = pd.to_datetime(frame["start_time"], errors="coerce")
+    return frame
+
+
+def load_runs(db, now: dt.datetime | None = None) -> pd.DataFrame:
+    """One row per run: identity columns, every result metric, ``tp_``-prefixed throughput."""
+    ensure_indexes(db)
+    docs = db.runs.find({}, {field: 1 for field in RUN_FIELDS})
+    return rows_to_frame(docs, now)
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    """Result metric columns of a frame from ``load_runs`` (default metric first)."""
+    names = list(frame.attrs.get("metrics", []))
+    return sorted(names, key=lambda n: (n != DEFAULT_METRIC, n))
+
+
+def filter_runs(frame: pd.DataFrame, *, states=None, experiments=None, datasets=None, models=None,
+                modes=None, tags=None, date_range=None, text: str = "") -> pd.DataFrame:
+    """Rows matching every given filter; ``text`` is matched literally (case-insensitive), never as a regex.
+
+    date_range: ``(first_day, last_day)`` inclusive, dates or datetimes.
+    """
+    mask = pd.Series(True, index=frame.index)
+    for column, chosen in (("state", states), ("experiment", experiments), ("dataset", datasets),
+                           ("model", models), ("mode", modes)):
+        if chosen:
+            mask &= frame[column].isin(list(chosen))
+    if tags:
+        wanted = set(tags)
+        mask &= frame["tags"].map(lambda s: bool(wanted & {t.strip() for t in str(s).split(",")}))
+    if date_range and len(frame):
+        first, last = (pd.Timestamp(d) for d in date_range)
+        start = frame["start_time"]
+        mask &= (start >= first.normalize()) & (start < last.normalize() + pd.Timedelta(days=1))
+    if text:
+        needle = text.lower()
+        haystack = frame[["run_id", "experiment", "model", "pretrained", "mode", "pooling", "dataset",
+                          "tags", "notes", "state"]].astype(str).agg(" ".join, axis=1).str.lower()
+        mask &= haystack.str.contains(needle, regex=False)
+    out = frame[mask]
+    out.attrs = dict(frame.attrs)
+    return out
+
+
+def tag_options(frame: pd.DataFrame) -> list[str]:
+    """Every tag used by the runs in ``frame``."""
+    found = {t.strip() for s in frame.get("tags", []) for t in str(s).split(",")}
+    return sorted(t for t in found if t)
+
+
+def rank_intervals(values, lows, highs, higher: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point rank and a rank interval per run from bootstrap 95 % CIs.
+
+    The best possible rank counts runs whose whole CI is better than this run's; the worst counts
+    runs whose CI overlaps or beats it. Missing values rank last; a missing CI is the point value.
+    """
+    v = np.asarray(values, dtype=float)
+    lo = np.where(np.isnan(np.asarray(lows, dtype=float)), v, np.asarray(lows, dtype=float))
+    hi = np.where(np.isnan(np.asarray(highs, dtype=float)), v, np.asarray(highs, dtype=float))
+    if not higher:  # flip so that larger is always better
+        v, lo, hi = -v, -hi, -lo
+    n = len(v)
+    missing = np.isnan(v)
+    score = np.where(missing, -np.inf, v)
+    order = np.argsort(-score, kind="stable")
+    rank = np.empty(n, dtype=int)
+    rank[order] = np.arange(1, n + 1)
+    lo_ok, hi_ok = np.where(missing, -np.inf, lo), np.where(missing, -np.inf, hi)
+    surely_better = (lo_ok[None, :] > hi_ok[:, None]).sum(axis=1)
+    maybe_better = (hi_ok[None, :] >= lo_ok[:, None]).sum(axis=1) - 1  # minus itself
+    best = np.where(missing, rank, surely_better + 1)
+    worst = np.where(missing, rank, np.maximum(maybe_better + 1, rank))
+    best = np.minimum(best, rank)
+    return rank, best, worst
+
+
+def ci_bounds(frame: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper 95 % CI of ``metric`` per row (NaN where the run has none)."""
+    def pick(ci, i):
+        pair = ci.get(metric) if isinstance(ci, dict) else None
+        return float(pair[i]) if isinstance(pair, (list, tuple)) and len(pair) == 2 else math.nan
+
+    cis = frame["ci95"] if "ci95" in frame else pd.Series([{}] * len(frame), index=frame.index)
+    return np.array([pick(c, 0) for c in cis]), np.array([pick(c, 1) for c in cis])
+
+
+def rank_runs(frame: pd.DataFrame, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
+    """``frame`` sorted by ``metric`` (its declared direction) with ``rank`` and ``rank_interval`` columns."""
+    if metric not in frame:
+        raise KeyError(f"metric {metric!r} is not in the runs (known: {', '.join(metric_columns(frame))})")
+    lows, highs = ci_bounds(frame, metric)
+    rank, best, worst = rank_intervals(frame[metric].to_numpy(float), lows, highs,
+                                       direction(metric) == "higher")
+    out = frame.assign(rank=rank, rank_interval=[f"{b}–{w}" for b, w in zip(best, worst, strict=False)])
+    out = out.sort_values("rank", kind="stable")
+    out.attrs = dict(frame.attrs)
+    return out
+
+
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+        10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def t_quantile(dof: int) -> float:
+    """Two-sided 95 % Student-t quantile (table; no scipy import in the app)."""
+    if dof in _T95:
+        return _T95[dof]
+    smaller = [k for k in _T95 if k <= dof]
+    return _T95[max(smaller)] if dof <= 30 else 1.96
+
+
+def group_runs(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Runs grouped by (model, pretrained, mode, pooling, dataset): mean, 95 % CI half-width, n per metric.
+
+    The CI is Student-t over seeds (runs); with one run the half-width is NaN.
+    """
+    grouped = frame.groupby(GROUP_KEYS, dropna=False, sort=False)
+    out = grouped.size().rename("n").to_frame()
+    for metric in metrics:
+        stats = grouped[metric].agg(["mean", "std", "count"])
+        half = [t_quantile(int(c) - 1) * s / math.sqrt(c) if c > 1 else math.nan
+                for s, c in zip(stats["std"], stats["count"], strict=False)]
+        out[metric] = stats["mean"]
+        out[f"{metric} ±"] = half
+    out = out.reset_index()
+    out.attrs = dict(frame.attrs)
+    return out
+
+
+def rank_groups(groups: pd.DataFrame, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
+    """Grouped table sorted by ``metric`` with ``rank`` and a rank interval from the mean's 95 % CI."""
+    half = groups[f"{metric} ±"].to_numpy(float)
+    mean = groups[metric].to_numpy(float)
+    rank, best, worst = rank_intervals(mean, mean - half, mean + half, direction(metric) == "higher")
+    out = groups.assign(rank=rank, rank_interval=[f"{b}–{w}" for b, w in zip(best, worst, strict=False)])
+    return out.sort_values("rank", kind="stable")
+
+
+def best_per_column(frame: pd.DataFrame, columns: list[str]) -> dict[str, object]:
+    """Index label of the best value of each column, by the column's declared direction."""
+    best = {}
+    for column in columns:
+        values = pd.to_numeric(frame[column], errors="coerce") if column in frame else None
+        if values is None or values.notna().sum() == 0:
+            continue
+        best[column] = values.idxmax() if direction(column) == "higher" else values.idxmin()
+    return best
+
+
+def pareto_front(x, y, x_higher: bool = True, y_higher: bool = True) -> np.ndarray:
+    """Boolean mask of points no other point beats on both axes (NaNs are never on the front)."""
+    xs = np.asarray(x, dtype=float) * (1 if x_higher else -1)
+    ys = np.asarray(y, dtype=float) * (1 if y_higher else -1)
+    ok = ~(np.isnan(xs) | np.isnan(ys))
+    mask = np.zeros(len(xs), dtype=bool)
+    idx = np.flatnonzero(ok)
+    # sweep by x descending: a point is on the front when its y beats every y seen so far
+    order = idx[np.lexsort((-ys[idx], -xs[idx]))]
+    best_y = -np.inf
+    for i in order:
+        if ys[i] > best_y:
+            mask[i] = True
+            best_y = ys[i]
+    return mask
+
+
+def format_table(frame: pd.DataFrame, metrics: list[str] | None = None) -> str:
+    """Plain-text table of runs (identity columns + metrics) for terminals."""
+    metrics = [m for m in (metrics or metric_columns(frame)) if m in frame]
+    columns = ["run_id", "model", "pretrained", "mode", "pooling", "dataset", "state"] + metrics
+    if not len(frame):
+        return "(no runs)"
+    return frame[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+
+def to_csv(frame: pd.DataFrame) -> bytes:
+    """CSV bytes of a table (without the nested CI column)."""
+    return frame.drop(columns=["ci95"], errors="ignore").to_csv(index=False).encode("utf-8")
+
+
+# ---- on-demand loads -------------------------------------------------------------------------
+
+
+def _id_query(run_ids) -> dict:
+    # ids come from the table (ints from Sacred), never from free text
+    return {"_id": {"$in": [_plain_id(i) for i in run_ids]}}
+
+
+def _plain_id(run_id):
+    if isinstance(run_id, (np.integer,)):
+        return int(run_id)
+    if isinstance(run_id, (int, str)) and not isinstance(run_id, bool):
+        return run_id
+    raise TypeError(f"run id {run_id!r} must be an int or a string")
+
+
+def load_per_category(db, run_ids, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
+    """Run × category table of ``metric`` from ``result.per_category`` (runs without it are absent)."""
+    rows = {}
+    for doc in db.runs.find(_id_query(run_ids), {"result.per_category": 1}):
+        per_category = get_path(doc, "result.per_category")
+        if isinstance(per_category, dict):
+            rows[doc["_id"]] = {c: v.get(metric) for c, v in per_category.items() if isinstance(v, dict)}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "run_id"
+    return frame.astype(float)
+
+
+def per_category_metrics(db, run_ids) -> list[str]:
+    """Metric names present in the per-category results of the given runs."""
+    names = set()
+    for doc in db.runs.find(_id_query(run_ids), {"result.per_category": 1}):
+        per_category = get_path(doc, "result.per_category")
+        if isinstance(per_category, dict):
+            for values in per_category.values():
+                if isinstance(values, dict):
+                    names.update(values)
+    return sorted(names, key=lambda n: (n != DEFAULT_METRIC, n))
+
+
+def load_curves(db, run_ids, names=None) -> pd.DataFrame:
+    """Metric curves (Sacred ``metrics`` collection) as a long table: run_id, name, step, value, time."""
+    ensure_indexes(db)
+    query = {"run_id": {"$in": [_plain_id(i) for i in run_ids]}}
+    rows = []
+    for doc in db.metrics.find(query):
+        if names and doc.get("name") not in names:
+            continue
+        steps, values = doc.get("steps") or [], doc.get("values") or []
+        stamps = doc.get("timestamps") or [None] * len(steps)
+        for step, value, stamp in zip(steps, values, stamps, strict=False):
+            rows.append((doc.get("run_id"), doc.get("name"), step, value, stamp))
+    frame = pd.DataFrame(rows, columns=["run_id", "name", "step", "value", "timestamp"])
+    if len(frame):
+        frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], errors="coerce")
+        start = frame.groupby("run_id")["timestamp"].transform("min")
+        frame["seconds"] = (frame["timestamp"] - start).dt.total_seconds()
+    else:
+        frame["seconds"] = []
+    return frame
+
+
+def curve_names(db, run_ids) -> list[str]:
+    """Names of the curves logged by the given runs."""
+    ensure_indexes(db)
+    found = {d.get("name") for d in db.metrics.find({"run_id": {"$in": [_plain_id(i) for i in run_ids]}},
+                                                     {"name": 1})}
+    return sorted(n for n in found if isinstance(n, str))
+
+
+def smooth(values, weight: float) -> np.ndarray:
+    """Exponential moving average (TensorBoard-style, debiased); weight 0 returns the values."""
+    values = np.asarray(values, dtype=float)
+    if weight <= 0 or not len(values):
+        return values
+    out, last, norm = np.empty_like(values), 0.0, 0.0
+    for i, v in enumerate(values):
+        last = weight * last + (1 - weight) * v
+        norm = weight * norm + (1 - weight)
+        out[i] = last / norm
+    return out
+
+
+def load_run(db, run_id) -> dict:
+    """The full run document (for the detail view)."""
+    doc = db.runs.find_one({"_id": _plain_id(run_id)})
+    if doc is None:
+        raise RunNotFound(f"no run with _id {run_id!r} in {db.name}.runs")
+    return doc
+
+
+def load_per_shape(db, run_ids) -> dict:
+    """``info.per_shape`` of each run that recorded it: ``{run_id: {"shapes": [...], metric: [...]}}``."""
+    out = {}
+    for doc in db.runs.find(_id_query(run_ids), {"info.per_shape": 1}):
+        per_shape = get_path(doc, "info.per_shape")
+        if isinstance(per_shape, dict) and isinstance(per_shape.get("shapes"), list):
+            out[doc["_id"]] = per_shape
+    return out
+
+
+def paired_scores(a: dict, b: dict, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-shape scores of two runs on the shapes both evaluated, aligned by shape key."""
+    def table(per_shape):
+        values = per_shape.get(metric)
+        if not isinstance(values, list) or len(values) != len(per_shape["shapes"]):
+            raise KeyError(f"per-shape scores for {metric!r} are missing")
+        return dict(zip(per_shape["shapes"], values, strict=False))
+
+    ta, tb = table(a), table(b)
+    common = [s for s in ta if s in tb]
+    return (np.array([ta[s] for s in common], dtype=float), np.array([tb[s] for s in common], dtype=float))
+
+
+def prob_better(a_scores, b_scores, higher: bool = True, resamples: int = 2000, seed: int = 0) -> float:
+    """Paired bootstrap over shapes: probability that run A's mean beats run B's (ties count half)."""
+    a, b = np.asarray(a_scores, dtype=float), np.asarray(b_scores, dtype=float)
+    if a.shape != b.shape or not len(a):
+        raise ValueError(f"paired bootstrap needs equal, non-empty score lists (got {len(a)} and {len(b)})")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(resamples, len(a)))
+    diff = (a - b)[idx].mean(axis=1) * (1 if higher else -1)
+    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+
+
+def flatten(config, prefix: str = "") -> dict:
+    """Nested dict → ``{"a.b": value}``."""
+    if not isinstance(config, dict):
+        return {prefix or "config": config}
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        out.update(flatten(value, name) if isinstance(value, dict) else {name: value})
+    return out
+
+
+def config_diff(configs: dict) -> pd.DataFrame:
+    """Config keys whose values differ between runs: rows = keys, columns = run ids."""
+    flat = {run_id: flatten(cfg) for run_id, cfg in configs.items()}
+    keys = sorted(set().union(*flat.values())) if flat else []
+    rows = {k: {r: repr(f.get(k, "—")) for r, f in flat.items()} for k in keys}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    if not len(table):
+        return table
+    differs = table.nunique(axis=1) > 1
+    return table[differs]
+
+
+def load_artifact(db, file_id) -> bytes:
+    """Bytes of a GridFS artifact."""
+    import gridfs
+
+    return gridfs.GridFS(db).get(file_id).read()
+
+
+def set_tags(db, run_id, tags) -> None:
+    """Store tags in ``omniboard.tags`` (a list of strings)."""
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",")]
+    clean = [str(t).strip() for t in tags if str(t).strip()]
+    db.runs.update_one({"_id": _plain_id(run_id)}, {"$set": {"omniboard.tags": clean}})
+
+
+def set_notes(db, run_id, notes: str) -> None:
+    """Store free-text notes in ``omniboard.notes``."""
+    db.runs.update_one({"_id": _plain_id(run_id)}, {"$set": {"omniboard.notes": str(notes)}})
