@@ -190,7 +190,7 @@ class Renderer:
                 per_pass = max(1, (MAX_ATLAS // self.width) * (MAX_ATLAS // self.height))
                 for start in range(0, len(cams), per_pass):
                     chunk = cams[start:start + per_pass]
-                    img, geom = self._render_pass(vaos, tex, chunk, light, depth or normals)
+                    img, geom = self._render_pass(vaos, tex, chunk, light, depth or normals, 4 if rgba else 3)
                     images.append(img)
                     geoms.append(geom)
             finally:
@@ -199,9 +199,7 @@ class Renderer:
                 vbo.release()
                 if tex is not self.white:
                     tex.release()
-        images = np.concatenate(images)
-        if not rgba:
-            images = np.ascontiguousarray(images[..., :3])
+        images = images[0] if len(images) == 1 else np.concatenate(images)
         if not (depth or normals):
             return images
         geom = np.concatenate(geoms)
@@ -210,7 +208,7 @@ class Renderer:
         return RenderOutput(images, d if depth else None,
                             np.ascontiguousarray(geom[..., :3]) if normals else None)
 
-    def _render_pass(self, vaos, tex, cams, light, want_geom):
+    def _render_pass(self, vaos, tex, cams, light, want_geom, components):
         w, h = self.width, self.height
         cols = min(len(cams), MAX_ATLAS // w)
         rows = -(-len(cams) // cols)
@@ -236,8 +234,8 @@ class Renderer:
             vaos[0].render()
         if resolved is not ms:
             ctx.copy_framebuffer(resolved, ms)
-        raw = np.frombuffer(resolved.read(components=4, alignment=1), np.uint8)
-        atlas = raw.reshape(rows * h, cols * w, 4)[::-1]
+        raw = np.frombuffer(resolved.read(components=components, alignment=1), np.uint8)
+        atlas = raw.reshape(rows * h, cols * w, components)[::-1]
         images = _tiles(atlas, len(cams), cols, w, h)
         geom = None
         if want_geom:
@@ -271,6 +269,8 @@ def _set_camera(prog, cam: Camera):
 
 
 def _tiles(atlas, n, cols, w, h):
+    if n == cols:  # one row of tiles (the usual case): a single reshaping copy
+        return np.ascontiguousarray(atlas.reshape(h, n, w, -1).transpose(1, 0, 2, 3))
     return np.stack([atlas[(i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w]
                      for i in range(n)])
 

@@ -1,0 +1,121 @@
+"""Renderer throughput: ``render_views`` (12 views at 224², batched atlas) vs pyrender's
+OffscreenRenderer on the same meshes and cameras in the same process; plus end-to-end
+``render_batch`` with PNG writing. Figures go to ``benchmark.extra_info``.
+
+Run: ``pytest benchmarks/bench_render.py`` (quick smoke: add ``--benchmark-disable``).
+"""
+import os
+import time
+
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # before pyrender / PyOpenGL are imported
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import trimesh  # noqa: E402
+
+from renderers import RenderJob, load_mesh, render_batch, render_views  # noqa: E402
+from renderers.cameras import RIGS  # noqa: E402
+
+SIZE, RIG = 224, "ring12"
+
+
+def procedural_meshes(n: int, seed: int = 0) -> list[trimesh.Trimesh]:
+    """Synthetic-like furniture: a few coloured primitives combined, a few thousand faces each."""
+    rng = np.random.default_rng(seed)
+    meshes = []
+    for _ in range(n):
+        parts = [trimesh.creation.box(extents=rng.uniform(0.3, 1.5, 3))]
+        for _ in range(4):
+            leg = trimesh.creation.cylinder(radius=rng.uniform(0.03, 0.1), height=rng.uniform(0.5, 1.2),
+                                            sections=48)
+            leg.apply_translation(rng.uniform(-0.7, 0.7, 3))
+            parts.append(leg)
+        parts.append(trimesh.creation.icosphere(3, radius=rng.uniform(0.2, 0.5)).apply_translation(
+            rng.uniform(-0.5, 0.5, 3)))
+        for p in parts:
+            p.visual.face_colors = np.append(rng.integers(30, 255, 3), 255)
+        meshes.append(load_mesh(trimesh.util.concatenate(parts)))
+    return meshes
+
+
+_PYRENDER = {}
+
+
+def pyrender_views(meshes, size=SIZE, rig=RIG):
+    """Reference: pyrender, one OffscreenRenderer reused, one scene per mesh, one render per view.
+
+    The OffscreenRenderer is never deleted: its ``delete()`` calls eglTerminate on the display it
+    shares with every other EGL context of the process (ours included).
+    """
+    import pyrender
+
+    if size not in _PYRENDER:
+        _PYRENDER[size] = pyrender.OffscreenRenderer(size, size)
+    renderer = _PYRENDER[size]
+    n = 0
+    for mesh in meshes:
+        cams = RIGS[rig](size, size)
+        scene = pyrender.Scene(bg_color=[1.0, 1.0, 1.0, 1.0], ambient_light=[0.3, 0.3, 0.3])
+        scene.add(pyrender.Mesh.from_trimesh(mesh, smooth=False))  # face colours
+        fov = 2 * np.arctan(size / 2 / cams[0].fy)
+        cam_node = scene.add(pyrender.PerspectiveCamera(yfov=fov, znear=cams[0].near, zfar=cams[0].far))
+        light_node = scene.add(pyrender.DirectionalLight(intensity=2.0))
+        for cam in cams:
+            pose = np.linalg.inv(cam.view)
+            scene.set_pose(cam_node, pose)
+            scene.set_pose(light_node, pose)
+            color, _ = renderer.render(scene)
+            n += 1
+    return n
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def test_render_views_vs_pyrender(benchmark):
+    pytest.importorskip("pyrender")
+    meshes = procedural_meshes(2 if benchmark.disabled else 8)
+    n_views = len(meshes) * 12
+    render_views(meshes[0], RIG, size=SIZE)  # warm: context, shaders
+    pyrender_views(meshes[:1])
+    ref_views, ref_s = _timed(lambda: pyrender_views(meshes))
+    assert ref_views == n_views
+
+    def ours():
+        return [render_views(m, RIG, size=SIZE) for m in meshes]
+
+    images = benchmark.pedantic(ours, rounds=1 if benchmark.disabled else 3, iterations=1)
+    _, ours_s = _timed(ours) if benchmark.disabled else (None, benchmark.stats.stats.min)
+    assert all(im.shape == (12, SIZE, SIZE, 3) for im in images)
+    faces = int(np.mean([len(m.faces) for m in meshes]))
+    benchmark.extra_info.update({
+        "views": n_views, "mean_faces": faces, "size": SIZE,
+        "views_per_s": n_views / ours_s, "pyrender_views_per_s": n_views / ref_s,
+        "speedup_vs_pyrender": ref_s / ours_s,
+    })
+    print(f"\nrender_views {n_views / ours_s:.1f} views/s, pyrender {n_views / ref_s:.1f} views/s, "
+          f"x{ref_s / ours_s:.1f} ({faces} faces/mesh)")
+
+
+def test_render_batch_end_to_end(benchmark, tmp_path):
+    meshes = procedural_meshes(2 if benchmark.disabled else 8, seed=1)
+    jobs = []
+    for i, m in enumerate(meshes):
+        path = tmp_path / "model" / "chair" / f"S{i}" / "model.obj"
+        path.parent.mkdir(parents=True)
+        m.export(path)
+        jobs.append(RenderJob(f"model/chair/S{i}/model.obj", "chair", str(path)))
+    rounds = iter(range(100))
+
+    def batch():
+        out = tmp_path / f"out{next(rounds)}"  # fresh dir each round: nothing is skipped
+        return render_batch(jobs, out, {"rig": RIG, "size": SIZE}, workers=1, progress=False)
+
+    summary = benchmark.pedantic(batch, rounds=1 if benchmark.disabled else 3, iterations=1)
+    assert summary.rendered == len(jobs) and summary.failed == 0
+    benchmark.extra_info.update({"views": summary.views, "views_per_s_with_png": summary.views_per_s,
+                                 "workers": 1})
+    print(f"\nrender_batch {summary.views_per_s:.1f} views/s incl. OBJ load + PNG writing")
