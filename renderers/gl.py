@@ -18,7 +18,7 @@ from .mesh import DEFAULT_MAX_FACES, load_mesh, texture_image
 RENDERER_VERSION = "1"  # bump whenever a change alters pixels: it is part of render_config_id
 CREASE_DEG = 40.0  # corners whose smooth normal leaves the face normal by more than this are flat
 EGL_PACKAGES = "libegl1 libegl-mesa0 libgl1-mesa-dri"
-MAX_ATLAS = 8192  # atlas side in pixels; more views than fit are rendered in several passes
+MAX_ATLAS = 4096  # atlas side in pixels (bounds MSAA memory); more views than fit take several passes
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ class Renderer:
             vbo, vaos, tex = self._upload(mesh)
             try:
                 images, geoms = [], []
-                per_pass = max(1, (MAX_ATLAS // self.width) * (MAX_ATLAS // self.height))
+                per_pass = max(1, MAX_ATLAS // self.width) * max(1, MAX_ATLAS // self.height)
                 for start in range(0, len(cams), per_pass):
                     chunk = cams[start:start + per_pass]
                     img, geom = self._render_pass(vaos, tex, chunk, light, depth or normals, 4 if rgba else 3)
@@ -210,7 +210,7 @@ class Renderer:
 
     def _render_pass(self, vaos, tex, cams, light, want_geom, components):
         w, h = self.width, self.height
-        cols = min(len(cams), MAX_ATLAS // w)
+        cols = min(len(cams), max(1, MAX_ATLAS // w))
         rows = -(-len(cams) // cols)
         ms, resolved, geom_fbo = self._targets(cols, rows)
         ctx = self.ctx
