@@ -43,7 +43,8 @@ class RetrievalCaptioner:
         self.emb = bank_emb / np.maximum(np.linalg.norm(bank_emb, axis=1, keepdims=True), 1e-12)
 
     @staticmethod
-    def bank_from_captions(train_captions: dict[str, Sequence[str]], test_keys: Sequence[str] = ()) -> list[str]:
+    def bank_from_captions(train_captions: dict[str, Sequence[str]],
+                           test_keys: Sequence[str] = ()) -> list[str]:
         """Unique caption strings of the train shapes, in first-seen order; refuses any test shape."""
         leaked = sorted(set(train_captions) & set(test_keys))
         if leaked:
@@ -104,11 +105,13 @@ class PrefixCaptioner(nn.Module):
         self.config = dict(embed_dim=embed_dim, d_model=d_model, prefix_len=prefix_len, layers=layers,
                            heads=heads, max_len=max_len, dropout=dropout)
         hidden = d_model * prefix_len // 2 + d_model
-        self.prefix = nn.Sequential(nn.Linear(embed_dim, hidden), nn.Tanh(), nn.Linear(hidden, d_model * prefix_len))
+        self.prefix = nn.Sequential(nn.Linear(embed_dim, hidden), nn.Tanh(),
+                                    nn.Linear(hidden, d_model * prefix_len))
         self.tok = nn.Embedding(len(vocab), d_model, padding_idx=0)
         self.pos = nn.Parameter(torch.zeros(prefix_len + max_len, d_model))
         nn.init.normal_(self.pos, std=0.02)
-        layer = nn.TransformerEncoderLayer(d_model, heads, 4 * d_model, dropout, batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(d_model, heads, 4 * d_model, dropout, batch_first=True,
+                                           norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, len(vocab))
@@ -156,7 +159,8 @@ class PrefixCaptioner(nn.Module):
             cand = []
             for (seq, score), row in zip(beams, logp, strict=True):
                 top = torch.topk(row, beam)
-                cand += [(seq + [int(i)], score + float(v)) for v, i in zip(top.values, top.indices, strict=True)]
+                cand += [(seq + [int(i)], score + float(v))
+                         for v, i in zip(top.values, top.indices, strict=True)]
             cand.sort(key=lambda c: (-c[1], c[0]))  # deterministic on equal scores
             beams = []
             for seq, score in cand:
@@ -207,7 +211,8 @@ def train_captioner(image_emb, captions: Sequence[Sequence[str]], epochs: int = 
             length = int((tok != 0).sum(1).max())
             tok = tok[:, :length]
             logits = model(emb[shape_idx[idx]].to(device), tok[:, :-1])
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tok[:, 1:].reshape(-1), ignore_index=0)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tok[:, 1:].reshape(-1),
+                                   ignore_index=0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
