@@ -271,8 +271,10 @@ def _set_camera(prog, cam: Camera):
 def _tiles(atlas, n, cols, w, h):
     if n == cols:  # one row of tiles (the usual case): a single reshaping copy
         return np.ascontiguousarray(atlas.reshape(h, n, w, -1).transpose(1, 0, 2, 3))
-    return np.stack([atlas[(i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w]
-                     for i in range(n)])
+    rows = atlas.shape[0] // h
+    # tile row r was drawn at GL y = r*h (bottom-up); ``atlas`` is already flipped top-down
+    top = [(rows - 1 - i // cols) * h for i in range(n)]
+    return np.stack([atlas[t:t + h, (i % cols) * w:(i % cols + 1) * w] for i, t in enumerate(top)])
 
 
 def _lighting(base: Lighting, ambient=None, key_light=None, headlight=None, specular=None,
