@@ -110,8 +110,8 @@ def view_leaderboard(frame: pd.DataFrame, metrics: list[str]) -> None:
         table = table[columns]
     else:
         table = q.rank_runs(frame, metric)
-        table = table[["rank", "rank_interval", "run_id", "state", "model", "pretrained", "mode", "pooling",
-                       "dataset", "seed", "tags", *shown]]
+        table = table[["rank", "rank_interval", "run_id", "model", "pretrained", "mode", *shown, "pooling",
+                       "dataset", "seed", "state", "tags"]]
     st.download_button("Download CSV", q.to_csv(table), file_name="leaderboard.csv", mime="text/csv",
                        key="csv")
     if len(table) > ROWS_SHOWN:
