@@ -7,8 +7,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, python_env
 
+from conftest import PYTHON, python_env
 from leaderboard import demo
 
 CHROMIUM = "/usr/bin/chromium"
@@ -49,7 +49,8 @@ def app_server(mongo_client, store_url, tmp_path):
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.flush()
-                pytest.fail(f"streamlit did not become healthy:\n{(tmp_path / 'streamlit.log').read_text()[-3000:]}")
+                tail = (tmp_path / "streamlit.log").read_text()[-3000:]
+                pytest.fail(f"streamlit did not become healthy:\n{tail}")
             time.sleep(0.5)
         yield url
     finally:
@@ -87,7 +88,8 @@ def test_browser_ranks_switches_metric_and_opens_run_detail(app_server, tmp_path
             # change the ranking metric through the selectbox
             page.locator("[data-testid='stSelectbox']").filter(has_text="Ranking metric").click()
             page.get_by_role("option", name="i2t_medR", exact=True).click()
-            expect(page.get_by_text("Ranked by i2t_medR (lower is better)").first).to_be_visible(timeout=30000)
+            ranked = page.get_by_text("Ranked by i2t_medR (lower is better)").first
+            expect(ranked).to_be_visible(timeout=30000)
             settle(page)
 
             # open the run detail view
