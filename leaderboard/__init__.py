@@ -5,7 +5,6 @@ Start it with ``python -m leaderboard [--url URL] [--db clip3d] [--read-only]`` 
 """
 from leaderboard.queries import (
     direction,
-    effective_status,
     filter_runs,
     format_table,
     group_runs,
@@ -18,5 +17,5 @@ from leaderboard.queries import (
     rank_runs,
 )
 
-__all__ = ["direction", "effective_status", "filter_runs", "format_table", "group_runs", "load_curves",
+__all__ = ["direction", "filter_runs", "format_table", "group_runs", "load_curves",
            "load_per_category", "load_run", "load_runs", "pareto_front", "prob_better", "rank_runs"]

@@ -218,9 +218,8 @@ def view_compare(frame: pd.DataFrame, db, metrics: list[str]) -> None:
                              "note": "per-shape scores not recorded"})
                 continue
             try:
-                sa, sb = q.paired_scores(per_shape[a], per_shape[b], metric)
-                prob = q.prob_better(sa, sb, q.direction(metric) == "higher")
-                rows.append({"A": a, "B": b, "P(A better)": prob, "shapes": len(sa), "note": ""})
+                prob, n = q.prob_better(per_shape[a], per_shape[b], metric)
+                rows.append({"A": a, "B": b, "P(A better)": prob, "shapes": n, "note": ""})
             except (KeyError, ValueError) as exc:
                 rows.append({"A": a, "B": b, "P(A better)": None, "shapes": 0, "note": str(exc)})
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp_boot")

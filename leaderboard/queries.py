@@ -18,9 +18,12 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from harness.metrics import align_per_shape, paired_bootstrap
+from harness.metrics import direction as metric_direction
+from harness.tracking import PROBABLY_DEAD as PROBABLY_DEAD  # re-exported for the app and tests
+from harness.tracking import effective_status
+
 DEFAULT_METRIC = "i2t_R@1"
-HEARTBEAT_TIMEOUT = dt.timedelta(minutes=2)
-PROBABLY_DEAD = "PROBABLY_DEAD"
 GROUP_KEYS = ["model", "pretrained", "mode", "pooling", "dataset"]
 ID_COLUMNS = ["run_id", "experiment", "state", "status", "start_time", "model", "pretrained", "mode",
               "pooling", "dataset", "seed", "tags", "notes", "params"]
@@ -33,7 +36,6 @@ RUN_FIELDS = ["experiment.name", "status", "start_time", "stop_time", "heartbeat
               "omniboard.tags", "omniboard.notes", "meta.comment", "info.params"]
 INDEXES = {"runs": [[("status", 1)], [("start_time", -1)], [("experiment.name", 1)]],
            "metrics": [[("run_id", 1), ("name", 1)]]}
-_LOWER_SUFFIXES = ("medR", "_loss", "loss", "eval_seconds")
 _INDEXED: set = set()
 
 
@@ -42,37 +44,9 @@ class RunNotFound(KeyError):
 
 
 def direction(name: str) -> str:
-    """``"higher"`` or ``"lower"``: which way is better for a metric (harness.metrics when present)."""
-    try:
-        from harness.metrics import direction as harness_direction  # the one declaration in code
-    except ImportError:
-        harness_direction = None
-    if harness_direction is not None:
-        try:
-            return harness_direction(name)
-        except (KeyError, ValueError):
-            pass
+    """``"higher"`` or ``"lower"`` is better, as declared in ``harness.metrics`` (``tp_`` columns too)."""
     bare = name[len(THROUGHPUT_PREFIX):] if name.startswith(THROUGHPUT_PREFIX) else name
-    return "lower" if bare.endswith(_LOWER_SUFFIXES) else "higher"
-
-
-def effective_status(doc: dict, now: dt.datetime | None = None) -> str:
-    """Sacred status, or ``PROBABLY_DEAD`` for a RUNNING run whose heartbeat is over 2 min old."""
-    try:
-        from harness.tracking import effective_status as tracking_status
-    except ImportError:
-        tracking_status = None
-    if tracking_status is not None:
-        return tracking_status(doc, now)
-    status = doc.get("status") or "UNKNOWN"
-    beat = doc.get("heartbeat")
-    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    if status == "RUNNING" and isinstance(beat, dt.datetime):
-        if beat.tzinfo is not None:
-            beat = beat.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        if now - beat > HEARTBEAT_TIMEOUT:
-            return PROBABLY_DEAD
-    return status
+    return metric_direction(bare)
 
 
 def ensure_indexes(db) -> None:
@@ -460,28 +434,15 @@ def load_per_shape(db, run_ids) -> dict:
     return out
 
 
-def paired_scores(a: dict, b: dict, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-shape scores of two runs on the shapes both evaluated, aligned by shape key."""
-    def table(per_shape):
-        values = per_shape.get(metric)
-        if not isinstance(values, list) or len(values) != len(per_shape["shapes"]):
-            raise KeyError(f"per-shape scores for {metric!r} are missing")
-        return dict(zip(per_shape["shapes"], values, strict=False))
+def prob_better(a: dict, b: dict, metric: str, resamples: int = 2000, seed: int = 0) -> tuple[float, int]:
+    """Paired bootstrap over the shapes both runs evaluated: (P(run A beats run B) on ``metric``, n shapes).
 
-    ta, tb = table(a), table(b)
-    common = [s for s in ta if s in tb]
-    return (np.array([ta[s] for s in common], dtype=float), np.array([tb[s] for s in common], dtype=float))
-
-
-def prob_better(a_scores, b_scores, higher: bool = True, resamples: int = 2000, seed: int = 0) -> float:
-    """Paired bootstrap over shapes: probability that run A's mean beats run B's (ties count half)."""
-    a, b = np.asarray(a_scores, dtype=float), np.asarray(b_scores, dtype=float)
-    if a.shape != b.shape or not len(a):
-        raise ValueError(f"paired bootstrap needs equal, non-empty score lists (got {len(a)} and {len(b)})")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(a), size=(resamples, len(a)))
-    diff = (a - b)[idx].mean(axis=1) * (1 if higher else -1)
-    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+    a, b: ``info.per_shape`` records; raises ``harness.metrics.BootstrapInputError`` naming what is missing.
+    """
+    sa, sb, weights = align_per_shape(a, b, metric)
+    prob = paired_bootstrap(sa, sb, resamples=resamples, seed=seed, weights=weights,
+                            higher_is_better=direction(metric) == "higher")
+    return prob, len(sa)
 
 
 def flatten(config, prefix: str = "") -> dict:
