@@ -81,13 +81,15 @@ def test_render_views_vs_pyrender(benchmark):
     n_views = len(meshes) * 12
     render_views(meshes[0], RIG, size=SIZE)  # warm: context, shaders
     pyrender_views(meshes[:1])
-    ref_views, ref_s = _timed(lambda: pyrender_views(meshes))
-    assert ref_views == n_views
+    rounds = 1 if benchmark.disabled else 3
+    ref = [_timed(lambda: pyrender_views(meshes)) for _ in range(rounds)]  # best of N, like ours
+    assert ref[0][0] == n_views
+    ref_s = min(s for _, s in ref)
 
     def ours():
         return [render_views(m, RIG, size=SIZE) for m in meshes]
 
-    images = benchmark.pedantic(ours, rounds=1 if benchmark.disabled else 3, iterations=1)
+    images = benchmark.pedantic(ours, rounds=rounds, iterations=1)
     _, ours_s = _timed(ours) if benchmark.disabled else (None, benchmark.stats.stats.min)
     assert all(im.shape == (12, SIZE, SIZE, 3) for im in images)
     faces = int(np.mean([len(m.faces) for m in meshes]))
