@@ -1,0 +1,146 @@
+"""evaluate_stage end to end on a tiny hand-built dataset: rendered meshes, photos, clip3d-tiny untrained."""
+import copy
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("moderngl")
+import models  # noqa: E402,F401  (torch, open_clip, triton must load before an EGL context exists here)
+
+CATS = {"chair": "box", "table": "cylinder", "lamp": "sphere"}
+
+
+class FakeRun:
+    """The parts of a Sacred ``_run`` a stage uses."""
+
+    def __init__(self):
+        self.info, self.scalars, self.artifacts = {}, [], {}
+
+    def log_scalar(self, name, value, step=None):
+        self.scalars.append((name, value, step))
+
+    def add_artifact(self, path, name=None):
+        self.artifacts[name or Path(path).name] = Path(path).read_bytes()
+
+
+def make_prepared(root: Path):
+    """Three categories x 4 shapes as OBJ files, captions, a split, photos with bbox + mask for test."""
+    import trimesh
+    from PIL import Image
+
+    make = {"box": lambda i: trimesh.creation.box((1, 1 + 0.3 * i, 0.5)),
+            "cylinder": lambda i: trimesh.creation.cylinder(0.5 + 0.1 * i, 1.0),
+            "sphere": lambda i: trimesh.creation.icosphere(2, 0.5 + 0.1 * i)}
+    shapes, captions, split = [], {}, {"train": [], "val": [], "test": []}
+    for cat, prim in CATS.items():
+        for i in range(4):
+            key = f"model/{cat}/{cat}_{i}/model.obj"
+            (root / key).parent.mkdir(parents=True, exist_ok=True)
+            make[prim](i).export(root / key)
+            shapes.append(SimpleNamespace(key=key, category=cat, mesh_path=key, photos=[]))
+            captions[key] = [f"a {cat}", f"a plain {cat} number {i}"]
+            split["test" if i == 3 else "val" if i == 2 else "train"].append(key)
+    photos = []
+    for j, key in enumerate(split["test"]):
+        img = np.full((80, 100, 3), 200, np.uint8)
+        img[20:60, 30:70] = (40 * j, 90, 160)
+        mask = np.zeros((80, 100), np.uint8)
+        mask[20:60, 30:70] = 255
+        Image.fromarray(img).save(root / f"img_{j}.png")
+        Image.fromarray(mask).save(root / f"mask_{j}.png")
+        photos.append(SimpleNamespace(img=f"img_{j}.png", mask=f"mask_{j}.png", bbox=[28, 18, 72, 62],
+                                      model=key, category=key.split("/")[1]))
+    dataset = SimpleNamespace(shapes=shapes, photos=photos, fingerprint="fp-test")
+    return SimpleNamespace(root=str(root), dataset=dataset,
+                           split=SimpleNamespace(split_id="split-test", **split), captions=captions)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from harness.commands.render import render_stage
+    from harness.experiment import ex
+
+    root = tmp_path_factory.mktemp("evaldata")
+    cfg = copy.deepcopy(dict(ex.configurations[0]()))
+    cfg["render"].update(out=str(root / "renders"), size=64, rig="ring8", workers=1)
+    cfg["model"].update(name="clip3d-tiny", device="cpu")
+    cfg["train"].update(mode="none", features_dir=str(root / "features"))
+    cfg["eval"].update(bootstrap=50, captioner=dict(epochs=2, d_model=32, layers=1, beam_size=2))
+    prepared = make_prepared(root)
+    renders = render_stage(cfg, prepared=prepared)
+    return cfg, prepared, renders
+
+
+def test_evaluate_stage_records_everything(setup):
+    from harness.commands.evaluate import evaluate_stage
+    from harness.metrics import METRIC_DIRECTIONS
+
+    cfg, prepared, renders = setup
+    run = FakeRun()
+    result = evaluate_stage(cfg, run=run, prepared=prepared, renders=renders)
+    assert set(result) == {"metrics", "ci95", "per_category", "throughput", "provenance"}
+    m = result["metrics"]
+    for name in ["i2t_R@1", "i2t_R@5", "i2t_R@10", "i2t_mAP", "i2t_medR", "t2i_R@1", "t2i_medR",
+                 "photo2shape_R@1", "photo2shape_medR", "cap_ret_BLEU-4", "cap_ret_METEOR", "cap_ret_CIDEr",
+                 "cap_gen_BLEU-1", "cap_gen_ROUGE_L"]:
+        assert name in m and isinstance(m[name], float), name
+        assert name in METRIC_DIRECTIONS
+    assert m["i2t_R@10"] == 1.0  # 3 test shapes x 2 captions: everything is in the top 10
+    assert 1.0 <= m["i2t_medR"] <= 6
+    lo, hi = result["ci95"]["i2t_mAP"]
+    assert lo <= m["i2t_mAP"] <= hi
+    assert set(result["per_category"]) == set(CATS)
+    assert "i2t_R@1" in result["per_category"]["chair"]
+    assert "photo2shape_R@1" in result["per_category"]["lamp"]
+    prov = result["provenance"]
+    assert prov["dataset_fingerprint"] == "fp-test" and prov["split"] == "split-test"
+    assert prov["render_config_id"] == renders.config_id and prov["model"] == "clip3d-tiny"
+    assert len(prov["weights_sha256"]) == 64 and prov["seed"] == 0
+    assert prov["metric_impl"]["meteor"].startswith("METEOR 1.5") and prov["packages"]["numpy"]
+    assert prov["counts"] == {"shapes": 3, "texts": 6, "views": 24, "photos": 3}
+    assert result["throughput"]["device"] == "cpu" and result["throughput"]["eval_seconds"] > 0
+    # Plain types only, Mongo-safe keys.
+    json.dumps(result, allow_nan=True)
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@-")
+    assert all(set(k) <= allowed for k in [*result["metrics"], *result["ci95"], *result["throughput"]])
+    # Per-shape scores for the leaderboard's paired bootstrap.
+    ps = run.info["per_shape"]
+    assert ps["shapes"] == sorted(prepared.split.test)
+    assert len(ps["i2t_R@1"]) == 3 and ps["n_queries"]["t2i_R@1"] == [2, 2, 2]
+    assert np.mean(ps["i2t_R@1"]) == pytest.approx(m["i2t_R@1"])
+    assert {"retrieval_examples.png", "caption_samples.csv", "caption_samples.md"} <= set(run.artifacts)
+    assert any(name == "eval.retrieval_seconds" for name, _, _ in run.scalars)
+
+
+def test_retrieval_captioner_bank_excludes_test_captions(setup, monkeypatch):
+    """Test captions are unique strings here; a leak would let the retrieval captioner copy them."""
+    from harness.commands import evaluate as ev
+
+    cfg, prepared, renders = setup
+    cfg = copy.deepcopy(cfg)
+    cfg["eval"].update(photo2shape=False, bootstrap=0)
+    seen = {}
+    real = ev.caption_block
+
+    def spy(predictions, references, prefix, *a, **k):
+        seen[prefix] = dict(predictions)
+        return real(predictions, references, prefix, *a, **k)
+
+    monkeypatch.setattr(ev, "caption_block", spy)
+    result = ev.evaluate_stage(cfg, prepared=prepared, renders=renders)
+    test_caps = {c for k in prepared.split.test for c in prepared.captions[k] if "number 3" in c}
+    assert not set(seen["ret"].values()) & test_caps
+    assert result["ci95"] == {} and "photo2shape_R@1" not in result["metrics"]
+
+
+def test_missing_java_fails_before_work(setup, monkeypatch, tmp_path):
+    from harness.commands.evaluate import evaluate_stage
+    from harness.metrics import JavaNotFoundError
+
+    cfg, prepared, renders = setup
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(JavaNotFoundError, match="default-jre-headless"):
+        evaluate_stage(cfg, prepared=prepared, renders=renders)
