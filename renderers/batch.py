@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from .config import pixel_config, render_config_id
-from .errors import MeshLoadError, RenderError
+from .errors import EGLUnavailableError
 
 MANIFEST = "manifest.jsonl"
 
@@ -174,7 +174,9 @@ def render_chunk(pixel_cfg: dict, render_dir: str, jobs: list) -> list[dict]:
                 entry["views"].append(rel)
                 futures.append(_WRITERS.submit(_atomic_write_png, image, render_dir / rel))
             pending.append((entry, futures, t0))
-        except (MeshLoadError, RenderError, ValueError, OSError, MemoryError) as exc:
+        except EGLUnavailableError:
+            raise  # no shape can render here: stop with the one clear message
+        except Exception as exc:  # noqa: BLE001 - one bad shape must not stop the batch; reason recorded
             entry.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
                          seconds=round(time.perf_counter() - t0, 4))
             entries.append(entry)
@@ -187,6 +189,19 @@ def render_chunk(pixel_cfg: dict, render_dir: str, jobs: list) -> list[dict]:
         entry["seconds"] = round(time.perf_counter() - t0, 4)
         entries.append(entry)
     return entries
+
+
+def _chunk_entries(fut, chunk) -> list[dict]:
+    """A finished chunk's entries; a crashed worker (segfault, killed, lost Dask worker) fails its shapes."""
+    try:
+        return fut.result()
+    except EGLUnavailableError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the batch goes on; resume retries these shapes
+        return [{"key": j.key, "category": j.category,
+                 "shape": f"{j.category}/{shape_dir(j.key, j.category)}", "status": "failed",
+                 "reason": f"worker failed: {type(exc).__name__}: {exc}", "views": [],
+                 "warnings": [], "seconds": 0.0} for j in chunk]
 
 
 def _write_config(render_dir: Path, pixel_cfg: dict, config_id: str) -> None:
@@ -207,13 +222,13 @@ def _executor(scheduler, workers, n_chunks):
         close = (lambda: None) if client is scheduler else client.close
         return (lambda *a: client.submit(render_chunk, *a, pure=False)), dask_completed, close
     if workers <= 1 or n_chunks <= 1:
-        class _Done:
-            def __init__(self, value):
-                self._value = value
+        class _Lazy:  # in-process: render when the result is asked for, so progress and manifest advance
+            def __init__(self, *args):
+                self._args = args
 
             def result(self):
-                return self._value
-        return (lambda *a: _Done(render_chunk(*a))), (lambda fs: fs), (lambda: None)
+                return render_chunk(*self._args)
+        return _Lazy, (lambda fs: fs), (lambda: None)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -256,11 +271,12 @@ def render_batch(jobs, out_dir, cfg: dict, shard=(0, 1), scheduler=None, workers
     t0 = time.perf_counter()
     submit, completed, close = _executor(scheduler, workers, len(chunks))
     try:
-        futures = [submit(pixel_cfg, str(render_dir), [tuple(asdict(j).values()) for j in c]) for c in chunks]
+        futures = {submit(pixel_cfg, str(render_dir), [tuple(asdict(j).values()) for j in c]): c
+                   for c in chunks}
         bar = tqdm(total=len(todo), desc=f"render {config_id}", unit="shape", disable=not progress)
         with open(render_dir / MANIFEST, "a", encoding="utf-8") as manifest_file:
-            for fut in completed(futures):
-                for entry in fut.result():
+            for fut in completed(list(futures)):
+                for entry in _chunk_entries(fut, futures[fut]):
                     # one write() per line: appends from concurrent shards stay whole lines
                     manifest_file.write(json.dumps(entry, ensure_ascii=False) + "\n")
                     manifest_file.flush()

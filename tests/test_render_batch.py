@@ -183,3 +183,28 @@ def test_contact_sheet(rendered):
     arr = np.asarray(sheet)
     assert (arr[12:44] < 200).any()  # the good shape's row has content
     assert (arr[56:88] == 200).all()  # the failed shape's tiles are grey
+
+
+def test_unexpected_errors_fail_the_shape_or_chunk_not_the_batch(dataset, tmp_path, monkeypatch):
+    import renderers.batch
+    import renderers.gl
+
+    jobs = _good_jobs(dataset)
+    real = renderers.gl.Renderer.render
+
+    def flaky(self, mesh, *args, **kwargs):
+        if "GOOD" in str(mesh):
+            raise RuntimeError("cannot create buffer")  # e.g. the GL driver running out of memory
+        return real(self, mesh, *args, **kwargs)
+    monkeypatch.setattr(renderers.gl.Renderer, "render", flaky)
+    summary = render_batch(jobs, tmp_path / "a", CFG, workers=1, progress=False)
+    bad = {k for k in summary.failures}
+    assert bad == {j.key for j in jobs if "GOOD" in j.key} and summary.rendered == len(jobs) - len(bad)
+    assert all(r == "RuntimeError: cannot create buffer" for r in summary.failures.values())
+
+    def crash(*_):
+        raise RuntimeError("worker died")
+    monkeypatch.setattr(renderers.batch, "render_chunk", crash)
+    summary = render_batch(jobs, tmp_path / "b", CFG, workers=1, progress=False)
+    assert summary.failed == len(jobs)
+    assert set(summary.failures.values()) == {"worker failed: RuntimeError: worker died"}
