@@ -15,8 +15,16 @@ from sacred import Experiment
 from test_tracking_tiny import OwnServer, free_port, tiny_env, write_tiny
 
 from harness.store import StoreUnreachable
-from harness.tracking import (PROBABLY_DEAD, SpoolingMongoObserver, SpoolRun, effective_status, main_sync,
-                              make_observer, spooled_runs, sync)
+from harness.tracking import (
+    PROBABLY_DEAD,
+    SpoolingMongoObserver,
+    SpoolRun,
+    effective_status,
+    main_sync,
+    make_observer,
+    spooled_runs,
+    sync,
+)
 
 SECRET = "pa55w0rd-xyz"
 
