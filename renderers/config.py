@@ -21,7 +21,7 @@ def pixel_config(cfg: dict) -> dict:
         raise ValueError(f"render.rig={out['rig']!r} is unknown; choose one of {sorted(RIGS)}")
     size = out["size"]
     out["size"] = [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
-    out["background"] = [round(float(c), 6) for c in out["background"]]
+    out["background"] = [round(float(c), 6) for c in out["background"]][:3]
     out["msaa"] = int(out["msaa"])
     lighting = {**Lighting().__dict__, **(out["lighting"] or {})}
     out["lighting"] = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(lighting.items())}

@@ -111,7 +111,7 @@ class Renderer:
                  max_faces: int = DEFAULT_MAX_FACES, **light_overrides):
         square = np.isscalar(size)
         self.width, self.height = (int(size), int(size)) if square else (int(size[0]), int(size[1]))
-        self.background = tuple(float(c) for c in background)
+        self.background = tuple(float(c) for c in background)[:3]  # a 4th (alpha) value is ignored
         self.msaa = int(msaa)
         self.lighting = _lighting(lighting or Lighting(), **light_overrides)
         self.max_faces = max_faces
@@ -294,7 +294,7 @@ _CACHE_LOCK = threading.Lock()
 def get_renderer(size=224, background=(1.0, 1.0, 1.0), msaa=4, **options) -> Renderer:
     """The process-wide cached Renderer for these settings (created once, then reused)."""
     size = (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
-    key = (size, tuple(float(c) for c in background), int(msaa), tuple(sorted(options.items())))
+    key = (size, tuple(float(c) for c in background)[:3], int(msaa), tuple(sorted(options.items())))
     with _CACHE_LOCK:
         if key not in _CACHE:
             _CACHE[key] = Renderer(size, background, msaa, **options)
