@@ -50,7 +50,10 @@ def enqueue(argv: list[str], ex=None) -> int:
     args = list(argv)
     if "-q" not in args and "--queue" not in args:
         args.append("--queue")
-    run = ex.run_commandline(["harness", *args])
+    try:
+        run = ex.run_commandline(["harness", *args])
+    except SystemExit as exc:  # Sacred printed why (bad command, unreachable store)
+        return exc.code if isinstance(exc.code, int) else 1
     if run is None or run.status != "QUEUED":
         return 1
     print(f"queued run {run._id}")

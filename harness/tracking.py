@@ -34,6 +34,7 @@ from pathlib import Path
 
 from bson import json_util
 from sacred.observers.base import RunObserver
+from sacred.utils import SacredError
 
 from harness.store import StoreError, mask_secrets, mask_url, resolve_url
 
@@ -53,8 +54,14 @@ FORMAT = "MongoObserver-0.7.0"  # Sacred's document format, so Omniboard reads o
 _JSON = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, tz_aware=False)
 
 
-class TrackingError(RuntimeError):
-    """A run cannot be recorded as asked (e.g. queueing while the store is unreachable)."""
+class TrackingError(SacredError):
+    """A run cannot be recorded as asked (e.g. queueing while the store is unreachable).
+
+    A SacredError so Sacred's command line prints the message alone, not a stack trace.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message, print_traceback=False)
 
 
 # --------------------------------------------------------------------------------------------
