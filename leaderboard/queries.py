@@ -28,6 +28,9 @@ GROUP_KEYS = ["model", "pretrained", "mode", "pooling", "dataset"]
 ID_COLUMNS = ["run_id", "experiment", "state", "status", "start_time", "model", "pretrained", "mode",
               "pooling", "dataset", "seed", "tags", "notes", "params"]
 THROUGHPUT_PREFIX = "tp_"
+SEARCH_COLUMN = "_search"
+SEARCHED = ["run_id", "experiment", "model", "pretrained", "mode", "pooling", "dataset", "tags", "notes",
+            "state"]
 # MongoDB paths the main table needs: nothing else is transferred.
 RUN_FIELDS = ["experiment.name", "status", "start_time", "stop_time", "heartbeat",
               "config.model.name", "config.model.pretrained", "config.model.pooling", "config.train.mode",
@@ -121,6 +124,8 @@ def run_row(doc: dict, now: dt.datetime | None = None) -> tuple[dict | None, str
         "params": params_count(get_path(doc, "info.params")),
         "ci95": get_path(doc, "result.ci95") if isinstance(get_path(doc, "result.ci95"), dict) else {},
     }
+    # what the free-text filter searches, built once per load (a row-wise join per keystroke is slow)
+    row[SEARCH_COLUMN] = " ".join(str(row[c]) for c in SEARCHED).lower()
     for name, value in (result_metrics or {}).items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             row[name] = float(value)
@@ -144,8 +149,8 @@ def rows_to_frame(docs, now: dt.datetime | None = None) -> pd.DataFrame:
             skipped[reason] += 1
         else:
             rows.append(row)
-    frame = pd.DataFrame(rows, columns=None if rows else ID_COLUMNS + ["ci95"])
-    extra = [c for c in frame.columns if c not in ID_COLUMNS and c != "ci95"]
+    frame = pd.DataFrame(rows, columns=None if rows else ID_COLUMNS + ["ci95", SEARCH_COLUMN])
+    extra = [c for c in frame.columns if c not in ID_COLUMNS and c not in ("ci95", SEARCH_COLUMN)]
     frame.attrs["metrics"] = sorted(c for c in extra if not c.startswith(THROUGHPUT_PREFIX))
     frame.attrs["throughput"] = sorted(c for c in extra if c.startswith(THROUGHPUT_PREFIX))
     frame.attrs["skipped"] = sum(skipped.values())
@@ -187,10 +192,11 @@ def filter_runs(frame: pd.DataFrame, *, states=None, experiments=None, datasets=
         start = frame["start_time"]
         mask &= (start >= first.normalize()) & (start < last.normalize() + pd.Timedelta(days=1))
     if text:
-        needle = text.lower()
-        haystack = frame[["run_id", "experiment", "model", "pretrained", "mode", "pooling", "dataset",
-                          "tags", "notes", "state"]].astype(str).agg(" ".join, axis=1).str.lower()
-        mask &= haystack.str.contains(needle, regex=False)
+        if SEARCH_COLUMN in frame:
+            haystack = frame[SEARCH_COLUMN]
+        else:
+            haystack = frame[SEARCHED].astype(str).agg(" ".join, axis=1).str.lower()
+        mask &= haystack.str.contains(text.lower(), regex=False)
     out = frame[mask]
     out.attrs = dict(frame.attrs)
     return out
@@ -220,8 +226,10 @@ def rank_intervals(values, lows, highs, higher: bool = True) -> tuple[np.ndarray
     rank = np.empty(n, dtype=int)
     rank[order] = np.arange(1, n + 1)
     lo_ok, hi_ok = np.where(missing, -np.inf, lo), np.where(missing, -np.inf, hi)
-    surely_better = (lo_ok[None, :] > hi_ok[:, None]).sum(axis=1)
-    maybe_better = (hi_ok[None, :] >= lo_ok[:, None]).sum(axis=1) - 1  # minus itself
+    # O(n log n): runs whose lower bound beats my upper bound / whose upper bound reaches my lower bound
+    sorted_lo, sorted_hi = np.sort(lo_ok), np.sort(hi_ok)
+    surely_better = n - np.searchsorted(sorted_lo, hi_ok, side="right")
+    maybe_better = n - np.searchsorted(sorted_hi, lo_ok, side="left") - 1  # minus itself
     best = np.where(missing, rank, surely_better + 1)
     worst = np.where(missing, rank, np.maximum(maybe_better + 1, rank))
     best = np.minimum(best, rank)
@@ -328,8 +336,8 @@ def format_table(frame: pd.DataFrame, metrics: list[str] | None = None) -> str:
 
 
 def to_csv(frame: pd.DataFrame) -> bytes:
-    """CSV bytes of a table (without the nested CI column)."""
-    return frame.drop(columns=["ci95"], errors="ignore").to_csv(index=False).encode("utf-8")
+    """CSV bytes of a table (without the nested CI and search columns)."""
+    return frame.drop(columns=["ci95", SEARCH_COLUMN], errors="ignore").to_csv(index=False).encode("utf-8")
 
 
 # ---- on-demand loads -------------------------------------------------------------------------
