@@ -5,17 +5,38 @@
 import logging
 
 from .data import ShapeItem, epoch_plan, make_items
-from .errors import (ConfigError, ModelsError, UnknownModelError, UnknownPretrainedError,
-                     WeightsMismatchError, WeightsUnavailableError)
+from .errors import (
+                     ConfigError,
+                     ModelsError,
+                     UnknownModelError,
+                     UnknownPretrainedError,
+                     WeightsMismatchError,
+                     WeightsUnavailableError,
+)
 from .features import FeatureCache, encode_images, encode_shapes, encode_texts, encode_views
 from .loss import clip_loss, positive_mask
 from .modes import MODES, get_mode
 from .pooling import LEARNED_POOLINGS, POOLINGS, make_pooling, pool_views
 from .probe import linear_probe
-from .registry import (OWN_MODELS, ClipBundle, count_params, create_model, list_models, list_pretrained,
-                       resolve_device, state_sha256)
-from .train import (StopTraining, TrainResult, init_distributed, load_checkpoint, recall_at_k,
-                    save_checkpoint, train)
+from .registry import (
+                     OWN_MODELS,
+                     ClipBundle,
+                     count_params,
+                     create_model,
+                     list_models,
+                     list_pretrained,
+                     resolve_device,
+                     state_sha256,
+)
+from .train import (
+                     StopTraining,
+                     TrainResult,
+                     init_distributed,
+                     load_checkpoint,
+                     recall_at_k,
+                     save_checkpoint,
+                     train,
+)
 from .validate import validate_config
 
 # open_clip warns on every from-scratch model; for our tiny configs that is the point, not a problem.

@@ -5,8 +5,8 @@ caption per shape, so a resumed run replays exactly the batches an uninterrupted
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from PIL import Image

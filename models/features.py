@@ -6,8 +6,8 @@ model, of weights (training) or of any rendering knob never reuses stale feature
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -95,7 +95,8 @@ class FeatureCache:
         return torch.stack([stored[k] for k in keys]) if keys else torch.zeros(0, 0)
 
 
-def encode_views(bundle: ClipBundle, views: Sequence[Sequence[str]], cache_dir: str | os.PathLike | None = None,
+def encode_views(bundle: ClipBundle, views: Sequence[Sequence[str]],
+                 cache_dir: str | os.PathLike | None = None,
                  render_config_id: str | None = None, batch_size: int = 64, raw: bool = False,
                  progress: bool = False) -> torch.Tensor:
     """(S, V, D) view embeddings of S shapes (lists of view files), through the feature cache.
@@ -110,7 +111,8 @@ def encode_views(bundle: ClipBundle, views: Sequence[Sequence[str]], cache_dir: 
         feats = _raw_images(bundle, flat, batch_size, progress)
     else:
         cache = FeatureCache(cache_dir, bundle, render_config_id)
-        feats = cache.lookup("images", flat, lambda missing: _raw_images(bundle, missing, batch_size, progress))
+        feats = cache.lookup("images", flat,
+                             lambda missing: _raw_images(bundle, missing, batch_size, progress))
     if not raw:
         feats = apply_heads(bundle, feats, "image")
     return feats.view(len(views), n_views, -1)

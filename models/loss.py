@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 
 def positive_mask(shape_keys: Sequence[str], captions: Sequence[str]) -> torch.Tensor:
-    """(B, B) bool: pair (i, j) is positive when image i and caption j share a shape or caption j == caption i.
+    """(B, B) bool: (i, j) is positive when image i and caption j share a shape, or caption j == caption i.
 
     Captions repeat across shapes ("a red chair"); treating a repeated caption as a negative would
     push apart embeddings that should agree.

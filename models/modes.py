@@ -5,8 +5,8 @@ parameters the optimizer updates. Frozen parameters keep their tensors untouched
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

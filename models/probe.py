@@ -1,7 +1,7 @@
 """The classic linear probe: logistic regression on frozen image features predicting the category."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

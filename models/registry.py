@@ -9,16 +9,16 @@ import hashlib
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import open_clip
 import torch
 from open_clip import pretrained as oc_pretrained
 
-from .errors import (UnknownModelError, UnknownPretrainedError, WeightsMismatchError,
-                     WeightsUnavailableError)
+from .errors import UnknownModelError, UnknownPretrainedError, WeightsMismatchError, WeightsUnavailableError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 open_clip.add_model_config(CONFIG_DIR)
@@ -160,7 +160,8 @@ def _load_weights_file(model: torch.nn.Module, path: str, name: str) -> None:
         if isinstance(state, dict) and state.get("format") == "clip3d-checkpoint":
             state = state["model"]
     except Exception as exc:  # unpicklable, truncated, not a tensor file at all
-        raise WeightsMismatchError(f"model.pretrained={path!r} is not a readable weights file ({exc})") from exc
+        raise WeightsMismatchError(
+            f"model.pretrained={path!r} is not a readable weights file ({exc})") from exc
     if not isinstance(state, dict) or not state:
         raise WeightsMismatchError(f"model.pretrained={path!r} holds no state dict")
     expected = model.state_dict()

@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -105,7 +106,8 @@ def trainable_state(bundle: ClipBundle) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in _container(bundle).named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(path: str | os.PathLike, bundle: ClipBundle, optimizer=None, scheduler=None, **state) -> str:
+def save_checkpoint(path: str | os.PathLike, bundle: ClipBundle, optimizer=None, scheduler=None,
+                    **state) -> str:
     """Write a checkpoint atomically: trainable weights, optimizer, scheduler, loop state, config."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +184,7 @@ class _Trainer:
         self.mode = get_mode(cfg.get("mode", "full"))
         self.rank, self.world = dist_info()
         self.batch_size = int(cfg.get("batch_size", 32))
-        if self.batch_size * self.world > len(self.train_items):
+        if self.mode.trains and self.batch_size * self.world > len(self.train_items):
             raise ConfigError(f"train.batch_size={self.batch_size} (x{self.world} processes) is larger than "
                               f"the train split ({len(self.train_items)} shapes); lower it")
         self.device = bundle.device
@@ -195,7 +197,7 @@ class _Trainer:
                              render_config_id=self.render_config_id, raw=True, progress=self.progress)
         texts = sorted({c for it in items for c in it.captions})
         tfeat = encode_texts(self.bundle, texts, raw=True, cache_dir=self.features_dir)
-        return views, dict(zip(texts, tfeat))
+        return views, dict(zip(texts, tfeat, strict=True))
 
     def _forward(self, batch_idx, items, cached=None, dataset=None):
         keys = [items[i].key for i, _, _ in batch_idx]
@@ -223,11 +225,13 @@ class _Trainer:
         plan = epoch_plan(self.val_items, epoch=0, seed=self.seed + 7919, batch_size=self.batch_size,
                           drop_last=False)
         ds = None if self.mode.cached_features else MultiViewDataset(self.val_items, self.bundle.preprocess)
-        losses = [(float(self._forward(b, self.val_items, cached_val, ds)), len(b)) for b in plan if len(b) > 1]
+        losses = [(float(self._forward(b, self.val_items, cached_val, ds)), len(b))
+                  for b in plan if len(b) > 1]
         out = {"val.loss": sum(v * n for v, n in losses) / max(1, sum(n for _, n in losses))}
         from .features import apply_heads
         if self.mode.cached_features:
-            views = apply_heads(self.bundle, cached_val[0].flatten(0, 1), "image").view(*cached_val[0].shape[:2], -1)
+            raw = cached_val[0]
+            views = apply_heads(self.bundle, raw.flatten(0, 1), "image").view(*raw.shape[:2], -1)
         else:
             views = encode_views(self.bundle, [it.views for it in self.val_items])
         shapes = F.normalize(views.mean(dim=1), dim=-1)
@@ -303,8 +307,9 @@ class _Trainer:
                     scheduler.step()
                     with torch.no_grad():  # open_clip clamps the temperature at 100
                         for holder in (bundle.model, bundle.heads):
-                            if holder is not None and isinstance(getattr(holder, "logit_scale", None), nn.Parameter):
-                                holder.logit_scale.clamp_(0, math.log(100))
+                            scale = getattr(holder, "logit_scale", None)
+                            if isinstance(scale, nn.Parameter):
+                                scale.clamp_(0, math.log(100))
                     dt = time.perf_counter() - t0
                     state["step"] += 1
                     state["step_in_epoch"] += 1
@@ -313,7 +318,7 @@ class _Trainer:
                     bar.update(1)
                     metrics = {"step": state["step"], "epoch": epoch, "train.loss": float(loss.detach()),
                                "lr": scheduler.get_last_lr()[0], "train.samples_per_s": len(batch) / dt}
-                    bar.set_postfix(loss=f"{float(loss):.3f}")
+                    bar.set_postfix(loss=f"{metrics['train.loss']:.3f}")
                     if writer is not None:
                         writer.add_scalar("train/loss", float(loss), state["step"])
                     if self.callback is not None and self.rank == 0:
@@ -325,7 +330,8 @@ class _Trainer:
                 state["history"].append(epoch_metrics)
                 state["epoch"] += 1
                 state["step_in_epoch"] = 0
-                improved = "val.loss" in val and (state["best_val"] is None or val["val.loss"] < state["best_val"])
+                improved = "val.loss" in val and (state["best_val"] is None
+                                                  or val["val.loss"] < state["best_val"])
                 if improved or not self.val_items:
                     state["best_val"] = val.get("val.loss")
                     state["bad_epochs"] = 0
@@ -376,7 +382,8 @@ def _tensorboard(cfg: dict, out_dir: Path | None):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:
-        raise ConfigError("train.tensorboard=True needs the tensorboard package: pip install tensorboard") from exc
+        raise ConfigError("train.tensorboard=True needs the tensorboard package: "
+                          "pip install tensorboard") from exc
     return SummaryWriter(str((out_dir or Path("runs")) / "tensorboard"))
 
 
@@ -399,7 +406,7 @@ def fit_attention_pooling(bundle: ClipBundle, items: Sequence[ShapeItem], steps:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses
 
 

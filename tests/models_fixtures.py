@@ -13,7 +13,8 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 30, 220), 
 KINDS = ("square", "disc")
 
 
-def make_items(root: Path, n_shapes: int = 16, n_views: int = 3, size: int = 32, seed: int = 0) -> list[ShapeItem]:
+def make_items(root: Path, n_shapes: int = 16, n_views: int = 3, size: int = 32,
+               seed: int = 0) -> list[ShapeItem]:
     """``n_shapes`` shapes, each ``n_views`` PNGs (shifted/scaled drawings), captions naming colour + kind."""
     rng = np.random.default_rng(seed)
     names = list(COLOURS)

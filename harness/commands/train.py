@@ -1,0 +1,166 @@
+"""The ``train`` command and stage: data → renders (through the render cache) → a trained ClipBundle.
+
+``python -m harness train with model.name=clip3d-tiny train.mode=full train.epochs=3 render.size=64``
+Works under ``torchrun --nproc_per_node N -m harness train ...`` (gloo on CPU, nccl on CUDA): rank 0
+renders, writes checkpoints and logs; every rank trains its share of each batch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.experiment import ex
+
+# Train-config keys that do not change the trained weights: they stay out of the run key.
+_NOT_IN_RUN_KEY = ("out", "resume", "tensorboard", "num_workers", "features_dir", "patience_log")
+
+
+@dataclass
+class TrainStage:
+    """What the evaluate stage needs: the bundle (trained, or as loaded for mode none) and figures."""
+
+    bundle: Any
+    checkpoint: str | None
+    history: list[dict]
+    throughput: dict
+    metrics: dict = field(default_factory=dict)  # e.g. probe_top1 (mode linear): merge into result.metrics
+    params: dict = field(default_factory=dict)
+    run_dir: str | None = None
+
+
+def run_key(cfg: dict, weights_sha256: str, render_config_id: str | None, split_id: str | None,
+            world: int = 1) -> str:
+    """Checkpoint folder name: model, mode and a hash of everything that changes the trained weights."""
+    train_cfg = {k: v for k, v in sorted(cfg["train"].items()) if k not in _NOT_IN_RUN_KEY}
+    ident = {"model": cfg["model"]["name"], "pretrained": cfg["model"].get("pretrained"),
+             "weights": weights_sha256, "pooling": cfg["model"].get("pooling"), "train": train_cfg,
+             "render": render_config_id, "split": split_id, "seed": cfg.get("seed", 0), "world": world}
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    safe = str(cfg["model"]["name"]).replace("/", "_").replace(":", "_")
+    return f"{safe}-{cfg['train']['mode']}-{digest}"
+
+
+def shape_items(prepared, render_dir: str, keys) -> list:
+    """ShapeItems of ``keys`` from the render manifest (failed or missing renders are skipped)."""
+    from models import make_items
+    from renderers import read_manifest
+
+    manifest = read_manifest(render_dir)
+    views = {k: [str(Path(render_dir) / v) for v in e.get("views", [])]
+             for k, e in manifest.items() if e.get("status") == "ok"}
+    categories = {s.key: s.category for s in prepared.dataset.shapes}
+    return make_items(list(keys), views, prepared.captions, categories)
+
+
+def _log_callback(run):
+    def callback(event: str, metrics: dict) -> None:
+        if run is None:
+            return
+        step = metrics.get("step", 0) if event == "step" else metrics.get("epoch", 0)
+        for name, value in metrics.items():
+            if name in ("step", "epoch", "lr") and event == "step":
+                continue
+            if name in ("step", "epoch"):
+                continue
+            run.log_scalar(name, float(value), step)
+    return callback
+
+
+def _render(cfg, run, prepared, rank: int):
+    """Rank 0 renders what is missing first; the other ranks then find everything cached."""
+    import torch.distributed as dist
+
+    from harness.commands.render import render_stage
+
+    distributed = dist.is_available() and dist.is_initialized()
+    if rank == 0:
+        renders = render_stage(cfg, run=run, prepared=prepared)
+    if distributed:
+        dist.barrier()
+    if rank != 0:
+        renders = render_stage(cfg, run=None, prepared=prepared)
+    return renders
+
+
+def train_stage(cfg: dict, run=None, prepared=None, renders=None) -> TrainStage:
+    """Prepare data and renders when not given, build the model, train per ``cfg["train"]``.
+
+    Bad input (model, tag, weights file, mode, pooling, lr, batch size) fails before any rendering.
+    """
+    import torch
+
+    import models
+
+    model_cfg, train_cfg = cfg["model"], dict(cfg["train"])
+    models.validate_config(model_cfg, train_cfg)
+    device = models.resolve_device(model_cfg.get("device", "auto"))
+    rank, world = models.init_distributed(device)
+    if device == "cuda" and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    if prepared is None:
+        from harness.data import prepare
+
+        prepared = prepare(cfg["data"], cfg["seed"])
+    models.validate_config(model_cfg, train_cfg, n_train_shapes=len(prepared.split.train) // world)
+    bundle = models.create_model(model_cfg["name"], model_cfg.get("pretrained"), device=device,
+                                 seed=cfg.get("seed", 0))
+    if renders is None:
+        renders = _render(cfg, run, prepared, rank)
+    render_dir = getattr(renders, "render_dir", None) or renders.summary.render_dir
+    config_id = getattr(renders, "config_id", None)
+    train_items = shape_items(prepared, render_dir, prepared.split.train)
+    val_items = shape_items(prepared, render_dir, prepared.split.val)
+    split_id = getattr(prepared.split, "split_id", None)
+    run_dir = Path(train_cfg.get("out", "runs/checkpoints")) / run_key(cfg, bundle.weights_sha256, config_id,
+                                                                       split_id, world)
+    features_dir = train_cfg.get("features_dir", "runs/features")
+    result = models.train(bundle, train_items, val_items, train_cfg, callback=_log_callback(run),
+                          seed=cfg.get("seed", 0), out_dir=run_dir, pooling=model_cfg.get("pooling", "mean"),
+                          features_dir=features_dir, render_config_id=config_id, progress=rank == 0)
+    metrics = {}
+    if train_cfg["mode"] == "linear":
+        metrics = _probe(bundle, prepared, render_dir, config_id, features_dir, train_items, val_items,
+                         cfg.get("seed", 0))
+    if run is not None:
+        run.info["params"] = dict(result.params)
+        for name, value in metrics.items():
+            run.log_scalar(name, float(value), 0)
+    throughput = {"train_samples_per_s": float(result.samples_per_s)} if result.steps else {}
+    return TrainStage(bundle=bundle, checkpoint=result.checkpoint, history=result.history,
+                      throughput=throughput, metrics=metrics, params=result.params, run_dir=str(run_dir))
+
+
+def _probe(bundle, prepared, render_dir, config_id, features_dir, train_items, val_items, seed) -> dict:
+    """Linear probe on frozen, mean-pooled view features: train fit, C chosen on val, top-1 on test."""
+    import models
+
+    test_items = shape_items(prepared, render_dir, prepared.split.test)
+    if not test_items or not val_items:
+        return {}
+
+    def feats(items):
+        views = models.encode_views(bundle, [it.views for it in items], cache_dir=features_dir,
+                                    render_config_id=config_id, raw=True)
+        return models.pool_views(views).numpy(), [it.category for it in items]
+
+    out = models.linear_probe(*feats(train_items), *feats(val_items), *feats(test_items), seed=seed)
+    return {"probe_top1": out["probe_top1"]}
+
+
+@ex.command
+def train(_config, _run):
+    """Render what is missing and train ``model.name`` in ``train.mode``; checkpoints under train.out."""
+    from harness.config import validate
+
+    cfg = dict(_config)
+    validate(cfg)
+    stage = train_stage(cfg, run=_run)
+    last = stage.history[-1] if stage.history else {}
+    return {"checkpoint": stage.checkpoint, "params": stage.params, "metrics": stage.metrics,
+            "throughput": stage.throughput,
+            "val": {k.replace("val.", "val_"): float(v) for k, v in last.items() if k.startswith("val.")}}
