@@ -8,11 +8,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from . import captions, synth
+from . import captions
 from .captions import CaptionsError, build_captions, caption_report
 from .pix3d import CATEGORIES, KNOWN_BAD_MASKS, Dataset, LoadReport, Photo, Pix3DError, Shape, load_pix3d
 from .splits import Split, SplitError, SplitLeakError, make_split
-from .synth import PRESETS, SynthError
+
+
+def __getattr__(name):
+    # synth is imported lazily so ``python -m harness.data.synth`` does not import it twice
+    if name in ("synth", "PRESETS", "SynthError", "generate"):
+        import importlib
+        synth = importlib.import_module(__name__ + ".synth")
+        return synth if name == "synth" else getattr(synth, name)
+    raise AttributeError(f"module 'harness.data' has no attribute {name!r}")
 
 
 class Prepared(NamedTuple):
@@ -36,7 +44,8 @@ def prepare(data_cfg: dict, seed: int = 0, progress: bool = True) -> Prepared:
         if not preset:
             raise Pix3DError(f"{root}/pix3d.json not found and data.synth_preset is None: point data.root at "
                              "a Pix3D download or set data.synth_preset (tiny | small | pix3d)")
-        synth.generate(root, preset, int(data_cfg.get("synth_seed", 0)), progress=progress)
+        from .synth import generate
+        generate(root, preset, int(data_cfg.get("synth_seed", 0)), progress=progress)
     ds = load_pix3d(root, strict=data_cfg.get("strict", True),
                     exclude_truncated=data_cfg.get("exclude_truncated", False),
                     exclude_occluded=data_cfg.get("exclude_occluded", False))
@@ -48,5 +57,5 @@ def prepare(data_cfg: dict, seed: int = 0, progress: bool = True) -> Prepared:
 __all__ = [
     "CATEGORIES", "KNOWN_BAD_MASKS", "Dataset", "LoadReport", "Photo", "Shape", "Pix3DError", "load_pix3d",
     "Split", "SplitError", "SplitLeakError", "make_split", "CaptionsError", "build_captions",
-    "caption_report", "captions", "synth", "PRESETS", "SynthError", "Prepared", "prepare",
+    "caption_report", "captions", "synth", "PRESETS", "SynthError", "generate", "Prepared", "prepare",
 ]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .meshes import ATTRIBUTES_FILE
 from .palette import nearest_colour
-from .synth import ATTRIBUTES_FILE
 
 NUMBER_WORDS = {0: "no", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 CAPTION_MODES = ("extend", "replace")
@@ -40,7 +40,8 @@ def _plural(n: int, word: str) -> str:
 # noun, short (a compact noun phrase), adjs (prenominal), withs (phrases after "with"), colour, part_colour.
 def _chair(a, c, m):
     legs = NUMBER_WORDS[a["legs"]]
-    withs = [f"{legs} legs", "armrests" if a["armrests"] else "", f"a {a['back']} back", f"a {a['seat']} seat"]
+    withs = [f"{legs} legs", "armrests" if a["armrests"] else "",
+             f"a {a['back']} back", f"a {a['seat']} seat"]
     noun = "armchair" if a["armrests"] else "chair"
     return dict(noun="chair", short=f"{legs}-legged {noun}", adjs=[f"{legs}-legged"],
                 withs=withs, without="armrests" if not a["armrests"] else "",
@@ -63,13 +64,15 @@ def _bookcase(a, c, m):
 def _sofa(a, c, m):
     n = NUMBER_WORDS[a["seats"]]
     return dict(noun="sofa", short=f"{n}-seater sofa", adjs=[f"{n}-seater"],
-                withs=[f"{n} seats", "armrests" if a["arms"] else ""], without="" if a["arms"] else "armrests",
+                withs=[f"{n} seats", "armrests" if a["arms"] else ""],
+                without="" if a["arms"] else "armrests",
                 colour=c["body"], part_colour=(c["legs"], "legs"), material="fabric")
 
 
 def _bed(a, c, m):
     return dict(noun="bed", short=f"{a['size']} bed", adjs=[a["size"]],
-                withs=["a headboard" if a["headboard"] else ""], without="" if a["headboard"] else "a headboard",
+                withs=["a headboard" if a["headboard"] else ""],
+                without="" if a["headboard"] else "a headboard",
                 colour=c["frame"], part_colour=(c["bedding"], "bedding"), material=m)
 
 
@@ -213,14 +216,15 @@ def read_captions_file(path, known_keys=None) -> dict[str, list[str]]:
         except json.JSONDecodeError as err:
             raise CaptionsError(f"captions file {path} line {n}: not valid JSON ({err.msg})") from err
         if not isinstance(rec, dict) or not isinstance(rec.get("model"), str):
-            raise CaptionsError(f"captions file {path} line {n}: expected {{\"model\": path, \"captions\": [...]}}")
+            raise CaptionsError(f"captions file {path} line {n}: expected "
+                                '{"model": path, "captions": [...]}')
         caps = rec.get("captions")
         if not isinstance(caps, list) or not caps or not all(isinstance(c, str) and c.strip() for c in caps):
-            raise CaptionsError(f"captions file {path} line {n}: 'captions' = {caps!r} must be a non-empty list "
-                                "of non-empty strings")
+            raise CaptionsError(f"captions file {path} line {n}: 'captions' = {caps!r} must be a "
+                                "non-empty list of non-empty strings")
         if known_keys is not None and rec["model"] not in known_keys:
-            raise CaptionsError(f"captions file {path} line {n}: model {rec['model']!r} is not a shape of the "
-                                "dataset (use model paths like model/chair/NAME/model.obj)")
+            raise CaptionsError(f"captions file {path} line {n}: model {rec['model']!r} is not a "
+                                "shape of the dataset (use model paths like model/chair/NAME/model.obj)")
         out.setdefault(rec["model"], []).extend(c.strip() for c in caps)
     return out
 

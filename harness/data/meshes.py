@@ -15,6 +15,7 @@ import trimesh
 
 from .palette import MATERIAL_COLOURS, PALETTE
 
+ATTRIBUTES_FILE = "attributes.json"  # sidecar of true attributes at a synthetic root
 CATEGORIES = ("bed", "bookcase", "chair", "desk", "misc", "sofa", "table", "tool", "wardrobe")
 
 
@@ -250,9 +251,11 @@ def build_wardrobe(rng) -> ProceduralShape:
     parts.append(Part("plinth", "body", _box((0, 0.025, 0), (w - 0.04, 0.05, d - 0.04))))
     for i in range(doors):
         x = -w / 2 + dw * (i + 0.5)
-        parts.append(Part(f"door{i + 1}", "body", _box((x, h / 2 + 0.05, d / 2 + 0.01), (dw - 0.01, h - 0.04, 0.02))))
+        door = _box((x, h / 2 + 0.05, d / 2 + 0.01), (dw - 0.01, h - 0.04, 0.02))
+        parts.append(Part(f"door{i + 1}", "body", door))
         hx = x + (dw / 2 - 0.06) * (1 if i % 2 == 0 else -1)
-        parts.append(Part(f"handle{i + 1}", "handles", _box((hx, h / 2 + 0.05, d / 2 + 0.035), (0.02, 0.25, 0.03))))
+        handle = _box((hx, h / 2 + 0.05, d / 2 + 0.035), (0.02, 0.25, 0.03))
+        parts.append(Part(f"handle{i + 1}", "handles", handle))
     attrs = {"doors": doors}
     return ProceduralShape("wardrobe", parts, colours, attrs, material=mat)
 
@@ -275,7 +278,8 @@ def build_misc(rng) -> ProceduralShape:
         s = float(rng.uniform(0.35, 0.6))
         parts = [Part("box", "body", _box((0, s / 2, 0), (s, s, s * 0.8)))]
         for i in range(3):
-            parts.append(Part(f"slat{i + 1}", "body", _box((0, s * (0.2 + 0.3 * i), s * 0.41), (s, 0.05, 0.02))))
+            slat = _box((0, s * (0.2 + 0.3 * i), s * 0.41), (s, 0.05, 0.02))
+            parts.append(Part(f"slat{i + 1}", "body", slat))
     return ProceduralShape("misc", parts, colours, {"kind": kind}, material="painted")
 
 

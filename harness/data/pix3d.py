@@ -192,7 +192,8 @@ def read_entries(root) -> list:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise Pix3DError(f"{path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from err
+        raise Pix3DError(f"{path} is not valid JSON: {err.msg} at line {err.lineno} "
+                         f"column {err.colno}") from err
     if not isinstance(data, list):
         raise Pix3DError(f"{path}: top level is a {type(data).__name__}, expected a list of photo entries")
     return data
@@ -277,7 +278,8 @@ def load_pix3d(root, strict: bool = True, exclude_truncated: bool = False,
     for key in sorted(all_models):
         rel = Path(key)
         cat = rel.parts[1] if len(rel.parts) >= 3 and rel.parts[0] == "model" else None
-        shapes[key] = Shape(key=key, category=cat, name=rel.parent.name, variant=rel.stem, mesh_path=root / key)
+        shapes[key] = Shape(key=key, category=cat, name=rel.parent.name, variant=rel.stem,
+                            mesh_path=root / key)
     for p in photos:
         s = shapes[p.model]
         s.category = s.category if s.category in CATEGORIES else p.category

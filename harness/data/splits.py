@@ -75,7 +75,7 @@ def _check_fractions(fractions: dict) -> dict:
 
 
 def _counts(n: int, fr: dict) -> dict:
-    """Shapes per split for a category of ``n``: largest remainder, every used split non-empty when possible."""
+    """Shapes per split for a category of ``n``: largest remainder; used splits non-empty when possible."""
     raw = {k: n * fr[k] for k in SPLITS}
     c = {k: int(np.floor(v)) for k, v in raw.items()}
     for k in sorted(SPLITS, key=lambda k: (-(raw[k] - c[k]), SPLITS.index(k)))[: n - sum(c.values())]:
@@ -114,7 +114,8 @@ def make_split(dataset, fractions=None, seed: int = 0, split_file=None) -> Split
         for n in SPLITS:
             out[n] += [keys[j] for j in order[start:start + c[n]]]
             start += c[n]
-    sid = hashlib.sha256(json.dumps([dataset.fingerprint, seed, fr], sort_keys=True).encode()).hexdigest()[:12]
+    made_from = json.dumps([dataset.fingerprint, seed, fr], sort_keys=True)
+    sid = hashlib.sha256(made_from.encode()).hexdigest()[:12]
     return Split(*(tuple(sorted(out[n])) for n in SPLITS), split_id=sid)
 
 
@@ -126,7 +127,8 @@ def _from_file(dataset, path: Path) -> Split:
     except json.JSONDecodeError as err:
         raise SplitError(f"split file {path} is not valid JSON: {err.msg} at line {err.lineno}") from err
     if not isinstance(data, dict) or not set(data) <= set(SPLITS) or "train" not in data:
-        raise SplitError(f"split file {path}: expected an object with keys train, val, test (val/test optional)")
+        raise SplitError(f"split file {path}: expected an object with keys train, val, test "
+                         "(val and test optional)")
     known = {s.key for s in dataset.shapes}
     seen: dict[str, str] = {}
     for n in SPLITS:

@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .meshes import BUILDERS, CATEGORIES, write_obj
+from .meshes import ATTRIBUTES_FILE, BUILDERS, CATEGORIES, write_obj
 
 GENERATOR_VERSION = "1"
-ATTRIBUTES_FILE = "attributes.json"
 
 # Pix3D's shapes per category (they sum to 395), used by the pix3d preset to copy its imbalance.
 PIX3D_SHAPES = {"bed": 19, "bookcase": 17, "chair": 221, "desk": 17, "misc": 20, "sofa": 20,
@@ -110,7 +109,7 @@ _FRONT = np.diag([-1.0, 1.0, -1.0])
 
 
 def sample_pose(rng, radius: float, size) -> dict:
-    """A random Pix3D-style pose (rounded as it is written to pix3d.json) that frames a sphere of ``radius``."""
+    """A random Pix3D-style pose (rounded as written to pix3d.json) framing a sphere of ``radius``."""
     w, h = size
     az = rng.uniform(-np.pi, np.pi)
     elev = rng.uniform(np.radians(5), np.radians(35))
@@ -197,7 +196,9 @@ def _make_shape(task: dict, seed: int, preset: str, work: Path) -> dict:
             "truncated": bool(bbox[0] == 0 or bbox[1] == 0 or bbox[2] == w - 1 or bbox[3] == h - 1),
             "occluded": False, "slightly_occluded": False, "bbox": bbox,
         })
-    record = {"category": cat, "attributes": shape.attributes, "colours": shape.colours,
+    used = {p.role for p in shape.parts}  # e.g. a desk without drawers has no handles to name
+    record = {"category": cat, "attributes": shape.attributes,
+              "colours": {r: c for r, c in shape.colours.items() if r in used},
               "material": shape.material, **shape.extra}
     return {"index": task["index"], "key": task["key"], "entries": entries, "attributes": record}
 
@@ -284,7 +285,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
     try:
-        root = generate(a.out, a.preset, a.seed, progress=not a.quiet, workers=a.workers, overwrite=a.overwrite)
+        root = generate(a.out, a.preset, a.seed, progress=not a.quiet, workers=a.workers,
+                        overwrite=a.overwrite)
     except SynthError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
