@@ -41,7 +41,7 @@ def test_bench_load_runs(benchmark, big_store):
     t0 = time.perf_counter()
     naive = naive_load(db)
     naive_s = time.perf_counter() - t0
-    frame = benchmark(q.load_runs, db)
+    frame = benchmark.pedantic(q.load_runs, args=(db,), rounds=3, iterations=1)  # seconds per round
     assert len(frame) == len(naive) == n
     ours_s = benchmark.stats.stats.min if not benchmark.disabled else naive_s
     benchmark.extra_info.update(runs=n, naive_s=naive_s, load_s=ours_s, runs_per_s=n / ours_s,

@@ -20,7 +20,6 @@ import streamlit as st
 
 from leaderboard import queries as q
 
-VIEWS = ["Leaderboard", "Pareto", "Per category", "Compare", "Run detail"]
 DEFAULT_SHOWN = ["i2t_R@1", "i2t_R@5", "t2i_R@1", "t2i_R@5", "photo2shape_R@1", "cap_ret_CIDEr", "probe_top1"]
 ROWS_SHOWN = 200  # rows styled and sent to the browser; the CSV export holds every filtered run
 QUICKSTART = "python -m harness.quickstart   # or: tox -e quickstart"
@@ -227,7 +226,7 @@ def view_compare(frame: pd.DataFrame, db, metrics: list[str]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp_boot")
 
 
-def view_detail(frame: pd.DataFrame, db, read_only: bool, url) -> None:
+def view_detail(frame: pd.DataFrame, db, read_only: bool) -> None:
     options = frame["run_id"].tolist()
     wanted = st.query_params.get("run")
     index = next((i for i, r in enumerate(options) if str(r) == str(wanted)), 0)
@@ -276,6 +275,16 @@ def view_detail(frame: pd.DataFrame, db, read_only: bool, url) -> None:
             st.success("Saved.")
 
 
+# view name → function(filtered runs, db, metric names, app arguments)
+VIEWS = {
+    "Leaderboard": lambda frame, db, metrics, args: view_leaderboard(frame, metrics),
+    "Pareto": lambda frame, db, metrics, args: view_pareto(frame, metrics),
+    "Per category": lambda frame, db, metrics, args: view_heatmap(frame, db),
+    "Compare": lambda frame, db, metrics, args: view_compare(frame, db, metrics),
+    "Run detail": lambda frame, db, metrics, args: view_detail(frame, db, args.read_only),
+}
+
+
 @st.fragment(run_every=30)
 def auto_refresh() -> None:
     # runs with the page (flag set) and then every 30 s on its own (flag still set) → reload the app
@@ -312,7 +321,7 @@ def main() -> None:
         st.info(f"No runs in database `{args.db}` yet. Run the quickstart to record three:\n\n"
                 f"```\n{QUICKSTART}\n```")
         return
-    view = st.sidebar.radio("View", VIEWS, key="view")
+    view = st.sidebar.radio("View", list(VIEWS), key="view")
     if args.read_only:
         st.sidebar.caption("read-only")
     filtered = sidebar_filters(frame)
@@ -324,16 +333,7 @@ def main() -> None:
     if not metrics and view in ("Leaderboard", "Pareto", "Compare"):
         st.info("No run has finished with results yet.")
         return
-    if view == "Leaderboard":
-        view_leaderboard(filtered, metrics)
-    elif view == "Pareto":
-        view_pareto(filtered, metrics)
-    elif view == "Per category":
-        view_heatmap(filtered, db)
-    elif view == "Compare":
-        view_compare(filtered, db, metrics)
-    else:
-        view_detail(filtered, db, args.read_only, args.url)
+    VIEWS[view](filtered, db, metrics, args)
 
 
 main()

@@ -216,6 +216,12 @@ def test_leaderboard_never_imports_torch(store_url):
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
 
 
+def test_python_m_leaderboard_cli_help():
+    out = subprocess.run([PYTHON, "-m", "leaderboard", "--help"], capture_output=True, text=True, timeout=60,
+                         env=python_env())
+    assert out.returncode == 0 and "--read-only" in out.stdout and "--url" in out.stdout
+
+
 # ---- the app (AppTest) ---------------------------------------------------------------------------
 
 
@@ -355,3 +361,11 @@ def test_app_empty_store_and_malformed_documents(mongo_client, app_env):
     assert at.dataframe[0].value["run_id"].tolist() == [good["_id"]]
     at.sidebar.checkbox(key="auto_refresh").check().run()
     no_exceptions(at)
+
+    db = mongo_client["lb_running"]
+    db.runs.drop()
+    db.runs.insert_one({**demo.make_runs(1)[0], "status": "RUNNING", "result": None})
+    at = app_env("lb_running")
+    at.run()
+    no_exceptions(at)
+    assert "No run has finished with results yet." in [i.value for i in at.info]
