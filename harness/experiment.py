@@ -75,6 +75,7 @@ def config():
         shard="0/1",  # i/n: render only this deterministic part of the shapes
         workers=None,  # local process pool size (None: number of CPUs)
         scheduler=None,  # a Dask scheduler address: render on that cluster instead
+        max_faces=1_500_000,  # larger meshes fail with a clear size-limit reason (memory)
     )
     model = dict(
         name="clip3d-tiny",  # any open_clip model name or one of models/model_configs/*.json
@@ -98,6 +99,7 @@ def config():
         out="runs/checkpoints",  # checkpoints go to <out>/<run key>/{last,best}.pt
         resume=True,
         tensorboard=False,
+        features_dir="runs/features",  # feature cache (mode linear, probes): <dir>/<model>-<weights>/<render id>/
     )
     eval = dict(
         split="test",
@@ -107,6 +109,9 @@ def config():
         photo2shape=True,
         captioning=True,
         checkpoint=None,  # evaluate this checkpoint instead of the one trained in this run
+        photo_mask=True,  # photo2shape: photos masked onto white like the renders (False: bbox crop only)
+        # generative captioner (ClipCap-style prefix decoder trained on train captions), see docs/evaluation.md
+        captioner=dict(epochs=30, beam_size=3, d_model=128, layers=2, prefix_len=4, lr=2e-3, batch_size=64),
     )
     store = dict(
         url=None,  # MongoDB URL; None: $HARNESS_MONGO_URL, then the embedded server
@@ -120,16 +125,16 @@ def config():
 # Named configs hold only differences from the defaults above.
 @ex.named_config
 def tiny():
-    """Seconds-scale runs for tests: the tiny synthetic preset, 64 px renders, a short schedule."""
+    # Seconds-scale runs for tests: the tiny synthetic preset, 64 px renders, a short schedule.
     data = dict(root="runs/data/tiny", synth_preset="tiny")
     render = dict(size=64)
-    train = dict(epochs=2, batch_size=16, warmup_steps=2)
+    train = dict(epochs=2, batch_size=8, warmup_steps=2)
     eval = dict(bootstrap=200)
 
 
 @ex.named_config
 def quickstart():
-    """The README's main job: the synthetic `small` preset, clip3d-tiny on 64 px renders, on CPU."""
+    # The README's main job: the synthetic `small` preset, clip3d-tiny on 64 px renders, on CPU.
     data = dict(root="runs/data/small", synth_preset="small")
     render = dict(size=64)
     model = dict(name="clip3d-tiny")
@@ -138,47 +143,47 @@ def quickstart():
 
 @ex.named_config
 def synthetic():
-    """The synthetic Pix3D-format `small` preset (about 100 shapes), generated on first use."""
+    # The synthetic Pix3D-format `small` preset (about 100 shapes), generated on first use.
     data = dict(root="runs/data/small", synth_preset="small")
 
 
 @ex.named_config
 def pix3d():
-    """The real Pix3D dataset at data/pix3d (download it there first; nothing is generated)."""
+    # The real Pix3D dataset at data/pix3d (download it there first; nothing is generated).
     data = dict(root="data/pix3d", synth_preset=None)
 
 
 @ex.named_config
 def none():
-    """No training: evaluate the model as loaded (zero-shot, or the untrained baseline)."""
+    # No training: evaluate the model as loaded (zero-shot, or the untrained baseline).
     train = dict(mode="none")
 
 
 @ex.named_config
 def linear():
-    """Frozen encoders, features cached on disk, linear maps trained with the contrastive loss."""
+    # Frozen encoders, features cached on disk, linear maps trained with the contrastive loss.
     train = dict(mode="linear")
 
 
 @ex.named_config
 def projection():
-    """Only the projection heads of both towers train."""
+    # Only the projection heads of both towers train.
     train = dict(mode="projection")
 
 
 @ex.named_config
 def lora():
-    """LoRA adapters on the attention projections."""
+    # LoRA adapters on the attention projections.
     train = dict(mode="lora")
 
 
 @ex.named_config
 def partial():
-    """The last `train.partial_blocks` blocks of each tower train."""
+    # The last `train.partial_blocks` blocks of each tower train.
     train = dict(mode="partial")
 
 
 @ex.named_config
 def full():
-    """Everything trains."""
+    # Everything trains.
     train = dict(mode="full")
