@@ -144,3 +144,33 @@ def test_missing_java_fails_before_work(setup, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(JavaNotFoundError, match="default-jre-headless"):
         evaluate_stage(cfg, prepared=prepared, renders=renders)
+
+
+def test_evaluate_is_a_sacred_command():
+    from harness.commands import evaluate as ev  # noqa: F401
+    from harness.experiment import ex
+
+    assert "evaluate" in ex.commands
+
+
+def test_cli_evaluate_on_tiny_preset(tmp_path):
+    """``python -m harness evaluate with tiny`` through Sacred, once the data package is in."""
+    import harness.commands  # noqa: F401
+    from harness.experiment import ex
+
+    try:
+        from harness.data import prepare  # noqa: F401
+    except ImportError:
+        pytest.skip("harness.data.prepare not available yet")
+
+    run = ex.run("evaluate", named_configs=["tiny"], config_updates={
+        "data": {"root": str(tmp_path / "data")}, "model": {"name": "clip3d-tiny", "device": "cpu"},
+        "render": {"out": str(tmp_path / "renders"), "workers": 1},
+        "train": {"mode": "none", "features_dir": str(tmp_path / "features")},
+        "eval": {"bootstrap": 20, "captioning": False}},  # captioning: covered by the stage test above
+        options={"--loglevel": "ERROR"})
+    result = run.result
+    assert {"metrics", "ci95", "per_category", "throughput", "provenance"} == set(result)
+    assert result["provenance"]["dataset_fingerprint"] and result["provenance"]["split"]
+    assert "i2t_R@1" in result["metrics"] and "photo2shape_R@1" in result["metrics"]
+    assert run.info["per_shape"]["shapes"]

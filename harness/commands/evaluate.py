@@ -97,7 +97,7 @@ def _photo_fields(photo):
     get = (lambda k: photo.get(k)) if isinstance(photo, dict) else (lambda k: getattr(photo, k, None))
     key = next((get(k) for k in ("shape", "shape_key", "model", "key") if get(k)), None)
     img = next((get(k) for k in ("img", "img_path", "image", "path") if get(k)), None)
-    mask = next((get(k) for k in ("mask", "mask_path") if get(k)), None)
+    mask = None if get("bad_mask") else next((get(k) for k in ("mask", "mask_path") if get(k)), None)
     return key, img, get("bbox"), mask
 
 
