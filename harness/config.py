@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import re
 
+from models.errors import ConfigError  # one exception type for every config error
 
-class ConfigError(ValueError):
-    """A config value is unknown or impossible."""
+__all__ = ["ConfigError", "validate"]
 
 
 def _choice(key: str, value, allowed) -> None:
