@@ -102,6 +102,14 @@ def test_reader_handles_real_quirks(handmade):
     assert re.fullmatch(r"[0-9a-f]{16}", ds.fingerprint)
 
 
+def test_bad_mask_list_is_for_real_photos_only(handmade):
+    entries = json.loads((handmade / "pix3d.json").read_text())
+    entries[4]["img_source"] = "clip3d-synth"
+    (handmade / "pix3d.json").write_text(json.dumps(entries))
+    ds = load_pix3d(handmade)
+    assert ds.report.bad_masks == [] and not any(p.bad_mask for p in ds.photos)
+
+
 def test_reader_filters(handmade):
     ds = load_pix3d(handmade, exclude_truncated=True, exclude_occluded=True)
     assert {p.img for p in ds.photos} == {"img/bed/0002.png", "img/bed/0003.jpeg", "img/table/0045.png"}
@@ -177,6 +185,15 @@ def test_reader_on_tiny_preset(tiny):
     assert all(n >= 2 for n in counts.values())
     assert any(s.variant != "model" for s in ds.shapes)  # a folder with two meshes
     assert all(len(s.photos) >= 2 for s in ds.shapes) and ds.report.skipped == []
+
+
+def test_reader_on_small_preset(tmp_path):
+    root = synth.generate(tmp_path / "small", "small", seed=0, progress=False)
+    ds = load_pix3d(root)
+    assert len(ds.shapes) == 99 and len(ds.photos) == 396 and ds.report.skipped == []
+    assert sum(s.variant != "model" for s in ds.shapes) == 2
+    sp = make_split(ds, seed=0)
+    assert len(sp.test) == 9 * 2 and len(sp.val) == 9 and len(sp.train) == 99 - 27
 
 
 # -- splits ---------------------------------------------------------------------------------------

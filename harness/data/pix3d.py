@@ -15,6 +15,7 @@ PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tiff", ".tif")
 # Masks known to be wrong in the released Pix3D; photos keep loading but carry ``bad_mask=True``.
 KNOWN_BAD_MASKS = frozenset({"img/table/1749.jpg", "img/table/0045.png"})
 FINGERPRINT_CACHE = ".clip3d_fingerprint.json"
+SYNTH_SOURCE = "clip3d-synth"  # img_source of generated photos: the real dataset's bad masks don't apply
 
 
 class Pix3DError(ValueError):
@@ -179,7 +180,8 @@ def _parse_entry(i: int, e, root: Path) -> Photo:
         if rel is not None and not (root / rel).is_file():
             _fail(i, fld, rel, f"file not found under {root}", "check the dataset root and the download")
     return Photo(img=img, mask=mask, category=cat, model=model, bbox=(x0, y0, x1, y1), img_size=(w, h),
-                 rot_mat=rot, trans_mat=trans, focal_length=float(f), bad_mask=img in KNOWN_BAD_MASKS,
+                 rot_mat=rot, trans_mat=trans, focal_length=float(f),
+                 bad_mask=img in KNOWN_BAD_MASKS and e.get("img_source") != SYNTH_SOURCE,
                  index=i, img_source=e.get("img_source"), model_source=e.get("model_source"), **flags)
 
 

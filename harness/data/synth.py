@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from .meshes import ATTRIBUTES_FILE, BUILDERS, CATEGORIES, write_obj
+from .pix3d import SYNTH_SOURCE
 
 GENERATOR_VERSION = "1"
 
@@ -189,8 +190,8 @@ def _make_shape(task: dict, seed: int, preset: str, work: Path) -> dict:
         bbox = mask_bbox(mask)
         entries.append({
             "img": f"img/{cat}/{name}", "category": cat, "img_size": [w, h], "2d_keypoints": [],
-            "mask": f"mask/{cat}/{name}", "img_source": "clip3d-synth", "model": task["key"],
-            "model_raw": None, "model_source": "clip3d-synth", "3d_keypoints": None, "voxel": None,
+            "mask": f"mask/{cat}/{name}", "img_source": SYNTH_SOURCE, "model": task["key"],
+            "model_raw": None, "model_source": SYNTH_SOURCE, "3d_keypoints": None, "voxel": None,
             "rot_mat": pose["rot_mat"], "trans_mat": pose["trans_mat"], "focal_length": pose["focal_length"],
             "cam_position": pose["cam_position"], "inplane_rotation": pose["inplane_rotation"],
             "truncated": bool(bbox[0] == 0 or bbox[1] == 0 or bbox[2] == w - 1 or bbox[3] == h - 1),
