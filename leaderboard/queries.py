@@ -364,6 +364,7 @@ def load_per_category(db, run_ids, metric: str = DEFAULT_METRIC) -> pd.DataFrame
         if isinstance(per_category, dict):
             rows[doc["_id"]] = {c: v.get(metric) for c, v in per_category.items() if isinstance(v, dict)}
     frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame = frame.reindex([_plain_id(r) for r in run_ids if _plain_id(r) in rows])  # the caller's order
     frame.index.name = "run_id"
     return frame.astype(float)
 

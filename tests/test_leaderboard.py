@@ -144,6 +144,7 @@ def test_curves_per_category_config_diff_and_smoothing(filled):
     completed = [r["_id"] for r in runs if r["status"] == "COMPLETED"][:3]
     table = q.load_per_category(db, completed, "i2t_R@1")
     assert table.shape == (3, len(demo.CATEGORIES))
+    assert q.load_per_category(db, completed[::-1], "i2t_R@1").index.tolist() == completed[::-1]
     diff = q.config_diff({1: {"model": {"name": "a"}, "seed": 0}, 2: {"model": {"name": "b"}, "seed": 0}})
     assert diff.index.tolist() == ["model.name"]
     assert q.smooth([1.0, 3.0], 0.0).tolist() == [1.0, 3.0]
