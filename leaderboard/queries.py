@@ -57,9 +57,14 @@ def ensure_indexes(db) -> None:
     key = (id(db.client), db.name)
     if key in _INDEXED:
         return
-    for collection, indexes in INDEXES.items():
-        for keys in indexes:
-            db[collection].create_index(keys)
+    import pymongo.errors
+
+    try:
+        for collection, indexes in INDEXES.items():
+            for keys in indexes:
+                db[collection].create_index(keys)
+    except pymongo.errors.OperationFailure:
+        pass  # a read-only user may not create indexes: queries still work, only slower
     _INDEXED.add(key)
 
 
