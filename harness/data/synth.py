@@ -160,7 +160,9 @@ def _make_shape(task: dict, seed: int, preset: str, work: Path) -> dict:
     obj = work / task["key"]
     obj.parent.mkdir(parents=True, exist_ok=True)
     write_obj(shape, obj)
-    mesh = shape.mesh()
+    from renderers import load_mesh
+    # parsed once per shape from the written files, so photos show exactly what pix3d.json points to
+    mesh = load_mesh(str(obj), normalize=False)
     radius = float(np.linalg.norm(mesh.vertices, axis=1).max())
     rng = np.random.default_rng([seed, task["index"], 2])
     sizes = PRESETS[preset].sizes
@@ -174,7 +176,7 @@ def _make_shape(task: dict, seed: int, preset: str, work: Path) -> dict:
         for _ in range(10):  # a pose that shows the object (offsets rarely push it out of frame)
             pose = sample_pose(rng, radius, size)
             ambient, key = float(rng.uniform(0.2, 0.45)), float(rng.uniform(0.35, 0.7))
-            rgba = r.render(obj, rig="pose", rot_mat=pose["rot_mat"], trans_mat=pose["trans_mat"],
+            rgba = r.render(mesh, rig="pose", rot_mat=pose["rot_mat"], trans_mat=pose["trans_mat"],
                             focal_length=pose["focal_length"], img_size=size, rgba=True,
                             ambient=ambient, key_light=key)[0]
             mask = rgba[..., 3] >= 128
