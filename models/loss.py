@@ -13,12 +13,12 @@ def positive_mask(shape_keys: Sequence[str], captions: Sequence[str]) -> torch.T
     Captions repeat across shapes ("a red chair"); treating a repeated caption as a negative would
     push apart embeddings that should agree.
     """
-    keys = list(shape_keys)
-    caps = list(captions)
-    n = len(keys)
-    same_shape = torch.tensor([[keys[i] == keys[j] for j in range(n)] for i in range(n)])
-    same_caption = torch.tensor([[caps[i] == caps[j] for j in range(n)] for i in range(n)])
-    return same_shape | same_caption
+    def ids(values):  # equal strings → equal integer ids, so the mask is one tensor comparison
+        table: dict[str, int] = {}
+        return torch.tensor([table.setdefault(v, len(table)) for v in values])
+
+    key_ids, caption_ids = ids(shape_keys), ids(captions)
+    return (key_ids[:, None] == key_ids[None, :]) | (caption_ids[:, None] == caption_ids[None, :])
 
 
 def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:

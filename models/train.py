@@ -46,6 +46,7 @@ class TrainResult:
     steps: int = 0
     stopped_early: bool = False
     best_val_loss: float | None = None
+    step_seconds: list[float] = field(default_factory=list)  # this process's steps (benchmarks)
 
 
 class StopTraining(Exception):
@@ -311,6 +312,7 @@ class _Trainer:
                             if isinstance(scale, nn.Parameter):
                                 scale.clamp_(0, math.log(100))
                     dt = time.perf_counter() - t0
+                    result.step_seconds.append(dt)
                     state["step"] += 1
                     state["step_in_epoch"] += 1
                     state["samples"] += len(batch)
