@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     from leaderboard.queries import format_table, load_runs
 
     client = store.connect(url)
-    frame = load_runs(client[ex.current_run.config["store"]["db"] if ex.current_run else "clip3d"])
+    frame = load_runs(client[updates.get("store.db", "clip3d")])
     frame = frame[frame["run_id"].isin(run_ids)]
     print("\n" + format_table(frame, metrics=SHOWN))
     print("\nOpen the leaderboard:\n  streamlit run leaderboard/app.py   (or: python -m leaderboard)")
