@@ -108,11 +108,14 @@ def synthetic_captions(category: str, attributes: dict, colours: dict, material:
     withs = _join(f["withs"])
     w = f" with {withs}" if withs else ""
     wo = f" without {f['without']}" if f["without"] else ""
+    # after "four-legged chair", "with four legs" would say it twice
+    rest = _join([x for x in f["withs"] if not any(adj.split("-")[0] in x.split() for adj in f["adjs"])])
+    rest = f" with {rest}" if rest else ""
     mat_s = f"{mat} " if mat in ("wooden", "metal") else ""
     out = [
         f"{_a(col)} {mat_s}{noun}{w}{wo}",
         f"{col} {f['short']}",
-        f"{_a(' '.join(f['adjs'] + [noun]))}{w} in {col}",
+        f"{_a(' '.join(f['adjs'] + [noun]))}{rest} in {col}",
     ]
     if f["part_colour"]:
         pc, part = f["part_colour"]
