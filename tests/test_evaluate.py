@@ -122,14 +122,16 @@ def test_retrieval_captioner_bank_excludes_test_captions(setup, monkeypatch):
     cfg, prepared, renders = setup
     cfg = copy.deepcopy(cfg)
     cfg["eval"].update(photo2shape=False, bootstrap=0)
+    import harness.metrics.captioning as cap
+
     seen = {}
-    real = ev.caption_block
+    real = cap.caption_scores_many
 
-    def spy(predictions, references, prefix, *a, **k):
-        seen[prefix] = dict(predictions)
-        return real(predictions, references, prefix, *a, **k)
+    def spy(prediction_sets, references):
+        seen.update({k: dict(v) for k, v in prediction_sets.items()})
+        return real(prediction_sets, references)
 
-    monkeypatch.setattr(ev, "caption_block", spy)
+    monkeypatch.setattr(cap, "caption_scores_many", spy)
     result = ev.evaluate_stage(cfg, prepared=prepared, renders=renders)
     test_caps = {c for k in prepared.split.test for c in prepared.captions[k] if "number 3" in c}
     assert not set(seen["ret"].values()) & test_caps

@@ -65,15 +65,14 @@ def retrieval_block(ranks: dict, ks, resamples: int, seed: int, category_of: dic
             "per_shape": per_shape}
 
 
-def caption_block(predictions: dict, references: dict, prefix: str, resamples: int, seed: int,
+def caption_block(scores: dict, items: dict, prefix: str, resamples: int, seed: int,
                   category_of: dict) -> tuple[dict, dict, dict, dict]:
     """``cap_<prefix>_*`` metrics; CIs over shapes (from sentence scores), per category, per shape."""
-    from harness.metrics import bootstrap_ci, caption_scores
+    from harness.metrics import bootstrap_ci
 
-    scores, items = caption_scores(predictions, references, per_item=True)
     metrics = {f"cap_{prefix}_{k}": v for k, v in scores.items()}
     ci95, per_cat, per_shape = {}, {}, {}
-    ids = list(predictions)
+    ids = list(next(iter(items.values())))
     cats = np.array([category_of.get(i, "unknown") for i in ids])
     for name, per_id in items.items():
         vals = np.array([per_id[i] for i in ids])
@@ -308,6 +307,7 @@ def _captioning(cfg, ev, bundle, prepared, render_dir, config_id, features_dir, 
     """Retrieval captioner (train caption bank) and generative captioner; updates the result dicts."""
     import models
     from harness.commands.train import shape_items
+    from harness.metrics import captioning
     from models.captioner import RetrievalCaptioner, train_captioner
 
     keys = [it.key for it in test_items]
@@ -326,8 +326,10 @@ def _captioning(cfg, ev, bundle, prepared, render_dir, config_id, features_dir, 
         beam = int(ccfg.pop("beam_size"))
         gen_model = train_captioner(train_emb, [list(it.captions) for it in train_items], seed=seed, **ccfg)
         predictions["gen"] = dict(zip(keys, gen_model.generate(shape_emb, beam_size=beam), strict=True))
-        for prefix, preds in predictions.items():
-            m, c, pc, ps = caption_block(preds, references, prefix, resamples, seed, category_of)
+        # one tokenizer JVM and one METEOR JVM for both captioners
+        scored = captioning.caption_scores_many(predictions, references)
+        for prefix, (scores, items) in scored.items():
+            m, c, pc, ps = caption_block(scores, items, prefix, resamples, seed, category_of)
             metrics.update(m)
             ci95.update(c)
             _merge_per_category(per_cat, pc)

@@ -67,15 +67,24 @@ def _check(predictions: dict, references: dict) -> list:
 
 def tokenize(predictions: dict, references: dict) -> tuple[dict, dict]:
     """PTB-tokenize predictions and references in one JVM run; ``(res, gts)`` as pycocoevalcap wants."""
+    res, gts = tokenize_many({"_": predictions}, references)
+    return res["_"], gts
+
+
+def tokenize_many(prediction_sets: dict, references: dict) -> tuple[dict, dict]:
+    """PTB-tokenize several prediction sets and their references in one JVM run (line by line, so
+    each caption gets exactly the tokens a separate run would give)."""
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
     java_executable()
     ids = list(references)
     # Newlines would split a caption over two tokenizer lines; empty lines are dropped by the tokenizer.
     clean = lambda s: s.replace("\n", " ").strip() or "<empty>"  # noqa: E731
-    joint = {("res", i): [{"caption": clean(predictions[i])}] for i in ids}
+    joint = {("res", name, i): [{"caption": clean(preds[i])}] for name, preds in prediction_sets.items()
+             for i in ids}
     joint.update({("gts", i): [{"caption": clean(r)} for r in references[i]] for i in ids})
     tok = PTBTokenizer().tokenize(joint)
-    return {i: tok[("res", i)] for i in ids}, {i: tok[("gts", i)] for i in ids}
+    res = {name: {i: tok[("res", name, i)] for i in ids} for name in prediction_sets}
+    return res, {i: tok[("gts", i)] for i in ids}
 
 
 class BatchMeteor:
@@ -145,25 +154,37 @@ def caption_scores(predictions: dict, references: dict, per_item: bool = False):
     All references of an id are used. With ``per_item`` also returns ``{metric: {id: score}}``
     (sentence-level scores; the corpus ROUGE_L and CIDEr are their mean, BLEU and METEOR are not).
     """
+    out = caption_scores_many({"_": predictions}, references)["_"]
+    return out if per_item else out[0]
+
+
+def caption_scores_many(prediction_sets: dict, references: dict) -> dict:
+    """``{name: (scores, per_item)}`` for several prediction sets (e.g. two captioners) on the same
+    references, each scored as its own corpus, with one tokenizer JVM and one METEOR JVM in all."""
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
-    ids = _check(predictions, references)
+    if not prediction_sets:
+        raise CaptionInputError("caption_scores_many needs at least one prediction set, got none")
+    for preds in prediction_sets.values():
+        ids = _check(preds, references)
     java_executable()
+    results = {}
     # The METEOR JVM spends seconds loading its paraphrase table: start it first, tokenize and run the
     # pure-Python scorers while it loads and scores.
     with BatchMeteor() as meteor:
-        res, gts = tokenize(predictions, references)
-        meteor.submit(gts, res)
-        out, items = {}, {}
-        bleu, bleu_items = Bleu(4).compute_score(gts, res, verbose=0)
-        for n in range(4):
-            out[f"BLEU-{n + 1}"] = float(bleu[n])
-            items[f"BLEU-{n + 1}"] = dict(zip(ids, map(float, bleu_items[n]), strict=True))
-        for name, scorer in (("ROUGE_L", Rouge()), ("CIDEr", Cider())):
-            score, scores = scorer.compute_score(gts, res)
-            out[name], items[name] = float(score), dict(zip(ids, map(float, scores), strict=True))
-        score, scores = meteor.collect()
-    out["METEOR"], items["METEOR"] = float(score), dict(zip(ids, map(float, scores), strict=True))
-    out = {k: out[k] for k in CAPTION_METRICS}
-    return (out, items) if per_item else out
+        res_sets, gts = tokenize_many(prediction_sets, references)
+        for name, res in res_sets.items():
+            meteor.submit(gts, res)
+            out, items = {}, {}
+            bleu, bleu_items = Bleu(4).compute_score(gts, res, verbose=0)
+            for n in range(4):
+                out[f"BLEU-{n + 1}"] = float(bleu[n])
+                items[f"BLEU-{n + 1}"] = dict(zip(ids, map(float, bleu_items[n]), strict=True))
+            for metric, scorer in (("ROUGE_L", Rouge()), ("CIDEr", Cider())):
+                score, scores = scorer.compute_score(gts, res)
+                out[metric], items[metric] = float(score), dict(zip(ids, map(float, scores), strict=True))
+            score, scores = meteor.collect()
+            out["METEOR"], items["METEOR"] = float(score), dict(zip(ids, map(float, scores), strict=True))
+            results[name] = ({k: out[k] for k in CAPTION_METRICS}, items)
+    return results
