@@ -15,10 +15,11 @@ from .cameras import MESH_FRAME_RIGS, RIGS, Camera
 from .errors import EGLUnavailableError
 from .mesh import DEFAULT_MAX_FACES, load_mesh, texture_image
 
-RENDERER_VERSION = "1"  # bump whenever a change alters pixels: it is part of render_config_id
+RENDERER_VERSION = "2"  # bump whenever a change alters pixels: it is part of render_config_id
 CREASE_DEG = 40.0  # corners whose smooth normal leaves the face normal by more than this are flat
 EGL_PACKAGES = "libegl1 libegl-mesa0 libgl1-mesa-dri"
 MAX_ATLAS = 4096  # atlas side in pixels (bounds MSAA memory); more views than fit take several passes
+CULL_MAX_FACES = 500_000  # above this the closed-surface check is skipped (memory for its edge arrays)
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,43 @@ class RenderOutput(NamedTuple):
     normals: np.ndarray | None
 
 
-def _shader(name: str) -> str:
-    return resources.files("renderers").joinpath("shaders", name).read_text(encoding="utf-8")
+def _shader(name: str, *defines: str) -> str:
+    text = resources.files("renderers").joinpath("shaders", name).read_text(encoding="utf-8")
+    if not defines:
+        return text
+    version, rest = text.split("\n", 1)  # #defines must follow the #version line
+    return "\n".join([version, *(f"#define {d}" for d in defines), rest])
+
+
+def _preload_bundled_llvm() -> None:
+    """Load triton's libtriton (its own static LLVM) before Mesa's llvmpipe initialises LLVM 15.
+
+    In the other order, a later ``import triton`` (``torch._dynamo`` does it, e.g. via torchvision
+    when a process renders then trains) segfaults the whole process; this order is safe. Costs
+    ~0.1 s once per process, and nothing where triton is not installed."""
+    import ctypes
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("triton")
+    except (ImportError, ValueError):
+        return
+    if spec is None or not spec.submodule_search_locations:
+        return
+    for folder in spec.submodule_search_locations:
+        path = f"{folder}/_C/libtriton.so"
+        try:
+            ctypes.CDLL(path)
+            return
+        except OSError:
+            continue
 
 
 def create_context():
     """A standalone headless OpenGL 3.3+ context on EGL, or one clear error naming the fix."""
     import moderngl
 
+    _preload_bundled_llvm()
     try:
         return moderngl.create_standalone_context(backend="egl")
     except Exception as exc:  # glcontext raises plain Exceptions for a missing libEGL / driver
@@ -118,9 +148,15 @@ class Renderer:
         self.ctx = create_context()
         self._lock = threading.Lock()
         self._fbos: dict[tuple, tuple] = {}
+        self._rigs: dict[tuple, list] = {}
         with self.ctx:
+            # Two variants of the shading program: llvmpipe runs the fragment shader once per MSAA
+            # sample, so the untextured one (no sampler fetch; v_color * white texel == v_color
+            # exactly) is a measurable saving for the common untextured mesh.
             self.prog = self.ctx.program(vertex_shader=_shader("mesh.vert"),
-                                         fragment_shader=_shader("mesh.frag"))
+                                         fragment_shader=_shader("mesh.frag", "TEXTURED"))
+            self.flat_prog = self.ctx.program(vertex_shader=_shader("mesh.vert"),
+                                              fragment_shader=_shader("mesh.frag"))
             self.geom_prog = self.ctx.program(vertex_shader=_shader("mesh.vert"),
                                               fragment_shader=_shader("geom.frag"))
             self.white = self.ctx.texture((1, 1), 4, bytes([255, 255, 255, 255]))
@@ -147,7 +183,8 @@ class Renderer:
         vbo = self.ctx.buffer(data.tobytes())
         fmt = "3f 3f 4f 2f"
         attrs = ("in_pos", "in_norm", "in_color", "in_uv")
-        vaos = [_vao(self.ctx, p, vbo, fmt, attrs) for p in (self.prog, self.geom_prog)]
+        shade = self.prog if image is not None else self.flat_prog
+        vaos = [_vao(self.ctx, p, vbo, fmt, attrs) for p in (shade, self.geom_prog)]
         tex = self.white
         if image is not None:
             img = image.convert("RGBA").transpose(1)  # FLIP_TOP_BOTTOM: GL textures start at the bottom row
@@ -166,7 +203,19 @@ class Renderer:
         else:
             raise ValueError(f"unknown rig {rig!r}; choose one of {sorted(RIGS)}")
         centre, radius = _sphere(mesh)
-        return rig_fn(self.width, self.height, centre, radius, **rig_options)
+        try:  # normalised meshes all share centre 0 / radius 1: build the rig once (look_at is slow)
+            key = (rig, centre.tobytes(), radius, tuple(sorted(rig_options.items())))
+            hash(key)
+        except TypeError:  # array-valued options (the pose rig): not cacheable, and cheap anyway
+            return rig_fn(self.width, self.height, centre, radius, **rig_options)
+        if key not in self._rigs:
+            if len(self._rigs) >= 256:
+                self._rigs.clear()
+            cams = rig_fn(self.width, self.height, centre, radius, **rig_options)
+            for cam in cams:
+                cam.view.flags.writeable = False  # shared between calls: an in-place edit fails loudly
+            self._rigs[key] = cams
+        return list(self._rigs[key])  # Cameras are frozen; the list is the caller's
 
     def render(self, mesh, rig="ring12", *, normalize: bool | None = None, rgba: bool = False,
                depth: bool = False, normals: bool = False, ambient: float | None = None,
@@ -183,6 +232,7 @@ class Renderer:
         mesh = load_mesh(mesh, normalize=normalize, max_faces=self.max_faces)
         cams = self.cameras(mesh, rig, **rig_options)
         light = _lighting(self.lighting, ambient=ambient, key_light=key_light)
+        cull = backfaces_hidden(mesh, cams)
         with self._lock, self.ctx:
             vbo, vaos, tex = self._upload(mesh)
             try:
@@ -190,7 +240,8 @@ class Renderer:
                 per_pass = max(1, MAX_ATLAS // self.width) * max(1, MAX_ATLAS // self.height)
                 for start in range(0, len(cams), per_pass):
                     chunk = cams[start:start + per_pass]
-                    img, geom = self._render_pass(vaos, tex, chunk, light, depth or normals, 4 if rgba else 3)
+                    img, geom = self._render_pass(vaos, tex, chunk, light, depth or normals, 4 if rgba else 3,
+                                                  cull)
                     images.append(img)
                     geoms.append(geom)
             finally:
@@ -208,19 +259,23 @@ class Renderer:
         return RenderOutput(images, d if depth else None,
                             np.ascontiguousarray(geom[..., :3]) if normals else None)
 
-    def _render_pass(self, vaos, tex, cams, light, want_geom, components):
+    def _render_pass(self, vaos, tex, cams, light, want_geom, components, cull=False):
         w, h = self.width, self.height
         cols = min(len(cams), max(1, MAX_ATLAS // w))
         rows = -(-len(cams) // cols)
         ms, resolved, geom_fbo = self._targets(cols, rows)
         ctx = self.ctx
         ctx.enable(ctx.DEPTH_TEST)
-        ctx.disable(ctx.CULL_FACE)
+        # Two-sided by default (inconsistent winding); back faces are culled only where they are
+        # provably hidden (closed outward surfaces seen from outside): same pixels, about half
+        # the fragments, which llvmpipe shades per MSAA sample.
+        (ctx.enable if cull else ctx.disable)(ctx.CULL_FACE)
         ms.use()
         ms.clear(*self.background, 0.0, depth=1.0)
-        tex.use(0)
-        prog = self.prog
-        prog["u_tex"].value = 0
+        prog = vaos[0].program
+        if "u_tex" in prog:
+            tex.use(0)
+            prog["u_tex"].value = 0
         for name, value in (("u_ambient", light.ambient), ("u_key", light.key), ("u_head", light.head),
                             ("u_specular", light.specular), ("u_shininess", light.shininess)):
             if name in prog:
@@ -252,6 +307,36 @@ class Renderer:
     def release(self):
         """Free the GL context (the renderer is unusable afterwards)."""
         self.ctx.release()
+
+
+def backfaces_hidden(mesh: trimesh.Trimesh, cams) -> bool:
+    """True when culling back faces cannot change what is visible: every connected part of ``mesh`` is
+    closed, consistently wound and oriented outwards (positive volume), and every camera sees the
+    whole bounding sphere in front of its near plane (so it is outside every part and nothing is
+    clipped open). A ray from outside then meets a part's front face before any of its back faces."""
+    faces = np.asarray(mesh.faces, np.int64)
+    n_vert = len(mesh.vertices)
+    if not len(faces) or len(faces) > CULL_MAX_FACES:
+        return False
+    centre, radius = _sphere(mesh)
+    for cam in cams:
+        depth = -(np.asarray(cam.view, float) @ np.append(centre, 1.0))[2]
+        if depth - radius <= cam.near:
+            return False
+    # Closed and consistently wound <=> each directed edge occurs once and so does its reverse.
+    src, dst = faces.ravel(), np.roll(faces, -1, axis=1).ravel()
+    edges = np.sort(src * n_vert + dst)
+    if (np.diff(edges) == 0).any() or not np.array_equal(edges, np.sort(dst * n_vert + src)):
+        return False
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(n_vert, n_vert))
+    _, labels = connected_components(graph, directed=False)
+    tri = np.asarray(mesh.vertices, float)[faces]
+    six_vol = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2]))
+    per_part = np.bincount(labels[faces[:, 0]], weights=six_vol)
+    return bool((per_part[np.unique(labels[faces[:, 0]])] > 0).all())
 
 
 def _vao(ctx, prog, vbo, fmt, attrs):
