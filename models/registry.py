@@ -196,6 +196,18 @@ def state_sha256(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def check_weights_available(name: str, pretrained: str | None) -> None:
+    """Fail in about a second when a tag's weights are neither cached locally nor downloadable."""
+    if name.startswith(HF_PREFIX):
+        from huggingface_hub import try_to_load_from_cache
+        config = try_to_load_from_cache(repo_id=name[len(HF_PREFIX):], filename="open_clip_config.json")
+        if not isinstance(config, str) and not _hub_reachable():
+            raise WeightsUnavailableError(_offline_message(f"{name!r}", "<arch>"))
+    elif pretrained and not is_weights_file(pretrained):
+        if _cached_pretrained_file(name, pretrained) is None and not _hub_reachable():
+            raise WeightsUnavailableError(_offline_message(f"{name!r} pretrained={pretrained!r}", name))
+
+
 def create_model(name: str, pretrained: str | None = None, device: str = "cpu", seed: int = 0) -> ClipBundle:
     """Build a CLIP model by name with weights from an open_clip tag, a local file, or a seeded init.
 
@@ -204,17 +216,10 @@ def create_model(name: str, pretrained: str | None = None, device: str = "cpu", 
     """
     check_model_name(name, pretrained)
     device = resolve_device(device)
+    check_weights_available(name, pretrained)
     weights_file = None
-    if name.startswith(HF_PREFIX):
-        repo = name[len(HF_PREFIX):]
-        from huggingface_hub import try_to_load_from_cache
-        if not isinstance(try_to_load_from_cache(repo_id=repo, filename="open_clip_config.json"), str) \
-                and not _hub_reachable():
-            raise WeightsUnavailableError(_offline_message(f"{name!r}", "<arch>"))
-    elif pretrained and not is_weights_file(pretrained):
+    if pretrained and not is_weights_file(pretrained) and not name.startswith(HF_PREFIX):
         weights_file = _cached_pretrained_file(name, pretrained)
-        if weights_file is None and not _hub_reachable():
-            raise WeightsUnavailableError(_offline_message(f"{name!r} pretrained={pretrained!r}", name))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if name.startswith(HF_PREFIX):

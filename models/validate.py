@@ -4,7 +4,7 @@ from __future__ import annotations
 from .errors import ConfigError
 from .modes import MODES
 from .pooling import LEARNED_POOLINGS, POOLINGS
-from .registry import check_model_name
+from .registry import check_model_name, check_weights_available
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -44,6 +44,7 @@ def validate_config(model_cfg: dict, train_cfg: dict, n_train_shapes: int | None
         raise ConfigError(f"unknown model.device={device!r}; choose one of {', '.join(DEVICES)}")
     if "name" in model_cfg:
         check_model_name(model_cfg["name"], model_cfg.get("pretrained"))
+        check_weights_available(model_cfg["name"], model_cfg.get("pretrained"))
     if MODES[mode].trains:
         _positive(train_cfg, "lr")
         _positive(train_cfg, "epochs", int)

@@ -46,6 +46,8 @@ def test_offline_download_fails_fast_with_local_file_hint(monkeypatch):
     with pytest.raises(models.WeightsUnavailableError, match="model.pretrained=/path/to/weights.pt"):
         models.create_model("ViT-B-32", "openai")
     assert time.perf_counter() - start < 5  # the spec says < 1 s; margin for a loaded CI box
+    with pytest.raises(models.WeightsUnavailableError, match="hub is unreachable"):  # config check, no build
+        models.validate_config({"name": "ViT-B-32", "pretrained": "openai"}, {"mode": "none"})
 
 
 def test_local_weights_file_roundtrip_and_mismatch(tmp_path, tiny):
