@@ -129,7 +129,7 @@ def tiny():
     data = dict(root="runs/data/tiny", synth_preset="tiny")
     render = dict(size=64)
     train = dict(epochs=2, batch_size=8, warmup_steps=2)
-    eval = dict(bootstrap=200)
+    eval = dict(bootstrap=200, captioner=dict(epochs=5, d_model=64, layers=1))
 
 
 @ex.named_config
