@@ -86,6 +86,20 @@ class MultiViewDataset(Dataset):
         return self.load(item.views[v]), item.captions[c], i
 
 
+class TokenCache:
+    """Tokenize each distinct caption once (the BPE tokenizer is pure Python and captions repeat)."""
+
+    def __init__(self, tokenizer: Callable):
+        self.tokenizer = tokenizer
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def __call__(self, captions: Sequence[str]) -> torch.Tensor:
+        missing = [c for c in dict.fromkeys(captions) if c not in self._cache]
+        if missing:
+            self._cache.update(zip(missing, self.tokenizer(missing), strict=True))
+        return torch.stack([self._cache[c] for c in captions])
+
+
 def collate(batch, tokenizer: Callable):
     """Stack images, tokenize captions; keep captions and item indices for the positive mask."""
     images = torch.stack([b[0] for b in batch])

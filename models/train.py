@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import MultiViewDataset, ShapeItem, collate, epoch_plan
+from .data import MultiViewDataset, ShapeItem, TokenCache, collate, epoch_plan
 from .errors import ConfigError
 from .features import encode_texts, encode_views
 from .loss import clip_loss
@@ -189,6 +189,7 @@ class _Trainer:
             raise ConfigError(f"train.batch_size={self.batch_size} (x{self.world} processes) is larger than "
                               f"the train split ({len(self.train_items)} shapes); lower it")
         self.device = bundle.device
+        self.tokens = TokenCache(bundle.tokenizer)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
                          else nullcontext())
 
@@ -210,7 +211,7 @@ class _Trainer:
             img, txt = self.bundle.heads(img, txt)
             scale = self.bundle.heads.logit_scale
         else:
-            images, tokens, captions, _ = collate([dataset[t] for t in batch_idx], self.bundle.tokenizer)
+            images, tokens, captions, _ = collate([dataset[t] for t in batch_idx], self.tokens)
             with self.autocast:
                 img, txt, scale_exp = self.ddp_model(images.to(self.device), tokens.to(self.device))
             scale = torch.log(scale_exp)
@@ -286,6 +287,10 @@ class _Trainer:
             state["history"].append({"epoch": 0, "step": 0, **self.validate(cached_val)})
             if self.callback is not None and self.rank == 0:
                 self.callback("epoch", state["history"][0])
+        threads = torch.get_num_threads()
+        if self.mode.cached_features:
+            # (batch, 128) matmuls gain nothing from threads and lose much to thread sync on a busy box
+            torch.set_num_threads(1)
         try:
             while state["epoch"] < epochs and not state["finished"]:
                 epoch = state["epoch"]
@@ -355,6 +360,7 @@ class _Trainer:
             save(last_path, dict(state))  # a kill mid-epoch resumes at this step
             raise
         finally:
+            torch.set_num_threads(threads)
             if writer is not None:
                 writer.close()
         if self.world > 1:
