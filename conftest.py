@@ -13,10 +13,6 @@ from pathlib import Path
 
 import pytest
 
-# torch/open_clip (and Triton's bundled LLVM) must load before Mesa's llvmpipe creates an EGL
-# context in the test process: the other order segfaults.
-import models  # noqa: F401
-
 REPO = Path(__file__).resolve().parent
 
 

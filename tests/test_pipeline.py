@@ -1,0 +1,97 @@
+"""The default command end to end: render → train → evaluate recorded as one run in the store."""
+import re
+import subprocess
+
+import pytest
+
+from conftest import PYTHON, python_env
+
+KEY = re.compile(r"^[A-Za-z0-9_@-]+$")
+
+
+def _walk_keys(value, path="result"):
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            assert KEY.match(key), f"{path}: key {key!r} has characters MongoDB paths or the schema forbid"
+            yield from _walk_keys(sub, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, sub in enumerate(value):
+            yield from _walk_keys(sub, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, store_dir, store_url):
+    """One real `python -m harness with tiny ...` run in a fresh work dir, recorded in the test store."""
+    import pymongo
+
+    work = tmp_path_factory.mktemp("pipeline")
+    cmd = [PYTHON, "-m", "harness", "with", "tiny", "train.mode=full", "train.epochs=2", "train.lr=0.0007",
+           "seed=3", "eval.bootstrap=50"]
+    out = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=900,
+                         env=python_env(HARNESS_STORE_DIR=store_dir))
+    assert out.returncode == 0, out.stderr[-3000:]
+    client = pymongo.MongoClient(store_url, serverSelectionTimeoutMS=5000)
+    doc = client.clip3d.runs.find_one({"config.seed": 3, "config.train.lr": 0.0007},
+                                      sort=[("_id", -1)])
+    assert doc is not None, "the run was not recorded in the store"
+    yield doc, client.clip3d, work, out
+    client.close()
+
+
+def test_run_record_follows_the_schema(tiny_run):
+    doc, _, _, _ = tiny_run
+    assert doc["status"] == "COMPLETED"
+    result = doc["result"]
+    assert set(result) >= {"metrics", "ci95", "per_category", "throughput", "provenance"}
+    for path, value in _walk_keys(result):
+        assert value is None or isinstance(value, (str, int, float, bool)), f"{path} is {type(value)}"
+    metrics = result["metrics"]
+    for name in ("i2t_R@1", "i2t_R@5", "i2t_R@10", "i2t_mAP", "i2t_medR", "t2i_R@1", "t2i_R@5",
+                 "photo2shape_R@1", "cap_ret_BLEU-4", "cap_ret_METEOR", "cap_ret_ROUGE_L", "cap_ret_CIDEr",
+                 "cap_gen_CIDEr"):
+        assert name in metrics, name
+        assert 0 <= metrics[name] or name.endswith("medR")
+    for name in ("i2t_R@1", "t2i_R@5"):
+        lo, hi = result["ci95"][name]
+        assert lo <= metrics[name] <= hi
+    assert set(result["per_category"]) <= {"bed", "bookcase", "chair", "desk", "misc", "sofa", "table",
+                                           "tool", "wardrobe"}
+    assert result["throughput"]["device"] == "cpu"
+    assert result["throughput"]["train_samples_per_s"] > 0
+    prov = result["provenance"]
+    assert prov["model"] == "clip3d-tiny" and prov["seed"] == 3
+    assert len(prov["weights_sha256"]) == 64
+    assert prov["render_config_id"].startswith("ring12-64x64-")
+    assert prov["dataset_fingerprint"] and prov["split"]
+
+
+def test_overrides_reach_every_part(tiny_run):
+    doc, _, _, _ = tiny_run
+    cfg = doc["config"]
+    assert cfg["train"]["lr"] == 0.0007 and cfg["train"]["mode"] == "full"
+    assert cfg["seed"] == 3 and cfg["render"]["size"] == 64 and cfg["data"]["synth_preset"] == "tiny"
+    assert doc["result"]["provenance"]["seed"] == 3
+    assert doc["info"]["params"]["trainable"] == doc["info"]["params"]["total"] > 0
+
+
+def test_curves_and_artifacts_are_recorded(tiny_run):
+    doc, db, _, _ = tiny_run
+    names = {m["name"] for m in doc["info"].get("metrics", [])}
+    assert any(n.startswith("train.") for n in names), names
+    curve = db.metrics.find_one({"run_id": doc["_id"], "name": "train.loss"})
+    assert curve is not None and len(curve["values"]) == len(curve["steps"]) > 0
+    artifacts = {a["name"] for a in doc["artifacts"]}
+    assert any("contact" in a for a in artifacts), artifacts
+    assert any("retrieval" in a for a in artifacts), artifacts
+    assert any("caption" in a for a in artifacts), artifacts
+
+
+def test_rerun_reuses_dataset_and_renders(tiny_run, store_dir):
+    _, _, work, first = tiny_run
+    out = subprocess.run([PYTHON, "-m", "harness", "render", "with", "tiny"], cwd=work, capture_output=True,
+                         text=True, timeout=600, env=python_env(HARNESS_STORE_DIR=store_dir))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "synth tiny" not in out.stderr  # not generated again
+    assert re.search(r"skipped['\"]?: ?27|27 skipped|already", out.stdout + out.stderr), out.stdout[-2000:]
