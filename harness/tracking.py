@@ -270,19 +270,27 @@ def _insert_autoinc(runs, doc: dict, wanted_id=None) -> int:
     import pymongo
     import pymongo.errors
 
-    while True:
+    scan = False
+    for _attempt in range(100):
         if wanted_id is not None:
             run_id = wanted_id
-        else:
+        elif not scan:
             last = list(runs.find({}, {"_id": 1}).sort("_id", pymongo.DESCENDING).limit(1))
             top = last[0]["_id"] if last else 0
             run_id = (top + 1) if isinstance(top, int) else 1
+        else:
+            # nx-27017 sorts integer _ids as text (9 > 10), so after a collision take the true
+            # maximum from all ids (Sacred's own observer loops forever there once 10 runs exist).
+            ids = [d["_id"] for d in runs.find({}, {"_id": 1})]
+            run_id = max((i for i in ids if isinstance(i, int)), default=0) + 1
         try:
             runs.insert_one({**doc, "_id": run_id})
             return run_id
         except pymongo.errors.DuplicateKeyError:
             if wanted_id is not None:
                 raise
+            scan = True
+    raise TrackingError(f"could not allocate a run _id in {runs.full_name} after 100 attempts")
 
 
 def push_run(db, run: SpoolRun | str | os.PathLike, *, collection_prefix: str = "") -> int:

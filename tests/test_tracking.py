@@ -22,6 +22,7 @@ from harness.tracking import (
     effective_status,
     main_sync,
     make_observer,
+    push_run,
     spooled_runs,
     sync,
 )
@@ -281,3 +282,13 @@ def test_sync_skips_live_runs_and_reports_unreachable_store_masked(store_url, tm
     assert main_sync(["--url", store_url, "--spool", str(spool), "--db", unique_db()]) == 0
     assert "1 pushed" in capsys.readouterr().out
     assert main_sync(["--url", store_url, "--spool", str(tmp_path / "empty")]) == 0
+
+
+def test_run_ids_keep_counting_past_ten_although_nx_27017_sorts_ids_as_text(store_url, tmp_path):
+    db_name = unique_db()
+    with pymongo.MongoClient(store_url) as client:
+        client[db_name].runs.insert_many([{"_id": i, "status": "COMPLETED"} for i in range(1, 12)])
+        run = SpoolRun.create(tmp_path / "spool", {"meta": {"run_uid": "eleventh"}, "status": "COMPLETED"})
+        assert push_run(client[db_name], run) == 12
+        assert push_run(client[db_name], run) == 12  # idempotent
+        assert client[db_name].runs.count_documents({}) == 12
