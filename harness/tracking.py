@@ -265,19 +265,23 @@ class SpoolRun:
 # push: spool state -> MongoDB, idempotent
 
 
+_LAST_ID: dict = {}  # (client, collection) -> last _id this process allocated: skips rescans in sync
+
+
 def _insert_autoinc(runs, doc: dict, wanted_id=None) -> int:
     """Insert ``doc`` with Sacred's integer id scheme (max + 1, retried when another run took it)."""
     import pymongo
     import pymongo.errors
 
     scan = False
+    key = (id(runs.database.client), runs.full_name)
     for _attempt in range(100):
         if wanted_id is not None:
             run_id = wanted_id
         elif not scan:
             last = list(runs.find({}, {"_id": 1}).sort("_id", pymongo.DESCENDING).limit(1))
             top = last[0]["_id"] if last else 0
-            run_id = (top + 1) if isinstance(top, int) else 1
+            run_id = max((top + 1) if isinstance(top, int) else 1, _LAST_ID.get(key, 0) + 1)
         else:
             # nx-27017 sorts integer _ids as text (9 > 10), so after a collision take the true
             # maximum from all ids (Sacred's own observer loops forever there once 10 runs exist).
@@ -285,6 +289,7 @@ def _insert_autoinc(runs, doc: dict, wanted_id=None) -> int:
             run_id = max((i for i in ids if isinstance(i, int)), default=0) + 1
         try:
             runs.insert_one({**doc, "_id": run_id})
+            _LAST_ID[key] = run_id
             return run_id
         except pymongo.errors.DuplicateKeyError:
             if wanted_id is not None:
@@ -454,6 +459,8 @@ class SpoolingMongoObserver(RunObserver):
             run_id = push_run(self.connection.db(), self.run)
         except Exception as exc:  # pymongo errors, StoreError, OSError: the run must go on
             self._next_try = now + self.retry_s
+            # Resolve again next time: a restarted embedded server may listen on another port.
+            self.connection.close()
             if self.online or not self._warned:
                 self._warn(exc)
             self.online = False
