@@ -60,6 +60,15 @@ class ImageCache:
         self.max_items = max_items
         self._cache: dict[str, torch.Tensor] = {}
 
+    def warm(self, paths: Sequence[str], progress: bool = False) -> None:
+        """Decode ``paths`` up front when they all fit, so training steps do no PNG decoding."""
+        from tqdm.auto import tqdm
+
+        paths = list(dict.fromkeys(paths))
+        if len(paths) + len(self._cache) <= self.max_items:
+            for path in tqdm(paths, desc="decode views", disable=not progress, leave=False):
+                self(path)
+
     def __call__(self, path: str) -> torch.Tensor:
         hit = self._cache.get(path)
         if hit is None:

@@ -274,6 +274,9 @@ class _Trainer:
         cached_train = self._cached(self.train_items) if self.mode.cached_features else None
         cached_val = self._cached(self.val_items) if self.mode.cached_features and self.val_items else None
         dataset = None if self.mode.cached_features else MultiViewDataset(self.train_items, bundle.preprocess)
+        if dataset is not None:
+            views = [v for it in self.train_items for v in it.views]
+            dataset.load.warm(views, self.progress and self.rank == 0)
         patience = cfg.get("patience")
         grad_clip = cfg.get("grad_clip")
         writer = _tensorboard(cfg, self.out_dir) if self.rank == 0 else None
