@@ -31,10 +31,14 @@ def main(argv=None) -> int:
     run_ids = []
     for mode in args.modes:
         print(f"\n=== clip3d-tiny, train.mode={mode} ===", flush=True)
-        run = ex.run(named_configs=["quickstart"], config_updates={**updates, "train.mode": mode})
+        # WARNING: Sacred's INFO lines would dump the whole result dict; the table below shows it.
+        run = ex.run(named_configs=["quickstart"], config_updates={**updates, "train.mode": mode},
+                     options={"--loglevel": "WARNING"})
         if run.status != "COMPLETED":
             print(f"run with train.mode={mode} ended {run.status}", file=sys.stderr)
             return 1
+        seconds = (run.stop_time - run.start_time).total_seconds()
+        print(f"run {run._id} completed in {seconds:.0f} s", flush=True)
         run_ids.append(run._id)
 
     from leaderboard.queries import format_table, load_runs
