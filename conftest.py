@@ -124,6 +124,6 @@ def pytest_sessionfinish(session, exitstatus):
     if not summary["benchmarks"]:
         return
     try:
-        record_summary(summary, bs.machine_info)
+        record_summary(summary, bs.get_machine_info())
     except Exception as exc:  # the benchmark results themselves are saved by pytest-benchmark
         print(f"\nbenchmark summary run not recorded: {exc}", file=sys.stderr)

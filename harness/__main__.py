@@ -7,6 +7,37 @@ the one experiment; ``sync`` and ``worker`` are store maintenance commands outsi
 import sys
 
 
+def mongo_url_as_config(argv: list[str]) -> list[str]:
+    """Turn ``-m mongodb://user:pw@host/db`` into ``with store.url=... store.db=db``.
+
+    Sacred's ``-m`` only parses ``[host:port:]db``; a full URL (credentials, replica sets, options)
+    goes through the config instead, where the observer masks its password before storing it.
+    """
+    out, updates, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        flag, _, inline = arg.partition("=") if arg.startswith("--mongo_db=") else (arg, "", "")
+        if flag in ("-m", "--mongo_db"):
+            value = inline or (argv[i + 1] if i + 1 < len(argv) else "")
+            if value.startswith(("mongodb://", "mongodb+srv://")):
+                from pymongo.uri_parser import parse_uri
+
+                updates.append(f"store.url={value}")
+                database = parse_uri(value, validate=False, warn=True).get("database")
+                if database:
+                    updates.append(f"store.db={database}")
+                i += 1 if inline else 2
+                continue
+        out.append(arg)
+        i += 1
+    if not updates:
+        return out
+    if "with" in out:
+        at = out.index("with") + 1
+        return out[:at] + updates + out[at:]
+    return out + ["with", *updates]
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else None
@@ -24,7 +55,7 @@ def main(argv=None) -> int:
         return enqueue(argv[1:])
     from harness.commands import ex
 
-    run = ex.run_commandline(["harness", *argv])
+    run = ex.run_commandline(["harness", *mongo_url_as_config(argv)])
     return 0 if run is None or run.status == "COMPLETED" else 1
 
 

@@ -76,3 +76,14 @@ def test_bad_eval_values_are_named(cfg, key, value, message):
     with pytest.raises(ConfigError) as err:
         validate_eval(cfg["eval"])
     assert message in str(err.value)
+
+
+def test_mongo_url_flag_becomes_store_config():
+    from harness.__main__ import mongo_url_as_config
+
+    assert mongo_url_as_config(["-m", "mongodb://u:pw@h:1/mydb", "with", "tiny"]) == [
+        "with", "store.url=mongodb://u:pw@h:1/mydb", "store.db=mydb", "tiny"]
+    assert mongo_url_as_config(["train", "--mongo_db=mongodb://u:pw@h:1"]) == [
+        "train", "with", "store.url=mongodb://u:pw@h:1"]
+    # Sacred's own host:port:db form is left to Sacred.
+    assert mongo_url_as_config(["-m", "localhost:27017:db"]) == ["-m", "localhost:27017:db"]
