@@ -8,6 +8,8 @@
 
 Under ``--benchmark-disable`` the problem shrinks so the file passes as a quick test.
 """
+import contextlib
+import os
 import statistics
 import sys
 import time
@@ -23,6 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from models_fixtures import make_items  # noqa: E402
 
 torch.set_num_threads(2)
+
+# benchmarks/gpu_check.sh reruns the full-step benchmark with a real model on the GPU.
+FULL_MODEL = os.environ.get("CLIP3D_BENCH_MODEL", "clip3d-tiny")
+DEVICE = os.environ.get("CLIP3D_BENCH_DEVICE", "cpu")
 
 
 def _sizes(benchmark):
@@ -79,7 +85,11 @@ class PlainOpenClipLoop:
 
     def __init__(self, bundle, images, tokens, lr=5e-4):
         self.model = bundle.model.train()
+        self.device = bundle.device
         self.images, self.tokens = images, tokens
+        # open_clip's own trainer runs bf16 autocast on CUDA (--precision amp_bf16), as ours does
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if str(self.device).startswith("cuda")
+                         else contextlib.nullcontext())
         self.loss_fn = open_clip.ClipLoss()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-6,
                                      weight_decay=0.1)
@@ -87,21 +97,27 @@ class PlainOpenClipLoop:
 
     def step(self, s):
         t0 = time.perf_counter()
-        img, txt, scale = self.model(self.images[s], self.tokens[s])
-        loss = self.loss_fn(img, txt, scale)
+        with self.autocast:
+            img, txt, scale = self.model(self.images[s].to(self.device), self.tokens[s].to(self.device))
+            loss = self.loss_fn(img, txt, scale)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
+        if str(self.device).startswith("cuda"):
+            torch.cuda.synchronize()
         self.times.append(time.perf_counter() - t0)
 
 
 def test_full_step_vs_plain_open_clip(benchmark, tmp_path):
     n_shapes, n_views, epochs, batch = _sizes(benchmark)
+    if DEVICE != "cpu":
+        batch = int(os.environ.get("CLIP3D_BENCH_BATCH", 128))
+        n_shapes = 4 * batch
     items = make_items(tmp_path / "v", n_shapes=n_shapes, n_views=n_views, size=64)
     cfg = dict(mode="full", epochs=epochs, batch_size=batch, lr=5e-4, warmup_steps=2, grad_clip=1.0)
     steps_per_epoch = len(epoch_plan(items, 0, 0, batch))
-    ref_bundle = models.create_model("clip3d-tiny")
+    ref_bundle = models.create_model(FULL_MODEL, device=DEVICE)
     load = ImageCache(ref_bundle.preprocess)
     plan = [b for e in range(epochs) for b in epoch_plan(items, e, 0, batch)]
     images = [torch.stack([load(items[i].views[v]) for i, v, _ in b]) for b in plan]
@@ -113,8 +129,8 @@ def test_full_step_vs_plain_open_clip(benchmark, tmp_path):
             ref.step(metrics["step"] - 1)
 
     def ours():
-        return models.train(models.create_model("clip3d-tiny"), items, [], cfg, callback=interleave,
-                            progress=False)
+        return models.train(models.create_model(FULL_MODEL, device=DEVICE), items, [], cfg,
+                            callback=interleave, progress=False)
 
     result = benchmark.pedantic(ours, rounds=1, iterations=1)
     skip = steps_per_epoch if len(plan) > steps_per_epoch else 0  # epoch 1 also decodes PNGs
@@ -124,6 +140,7 @@ def test_full_step_vs_plain_open_clip(benchmark, tmp_path):
     benchmark.extra_info.update({"ours_step_s": ours_s, "open_clip_step_s": ref_s, "ratio": ratio,
                                  "train_samples_per_s": batch / ours_s,
                                  "open_clip_samples_per_s": batch / ref_s, "batch": batch,
+                                 "model": FULL_MODEL, "device": DEVICE,
                                  "steps": len(pairs)})
     if not benchmark.disabled:
         assert ratio <= 1.05, benchmark.extra_info
