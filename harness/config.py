@@ -60,7 +60,8 @@ def validate_eval(ev: dict) -> None:
         raise ConfigError(f"eval.ks={ks!r} must be a non-empty list of positive integers")
     for k in ks:
         _positive("eval.ks[]", k, integer=True)
-    if isinstance(ev.get("bootstrap"), bool) or not isinstance(ev.get("bootstrap"), int) or ev["bootstrap"] < 0:
+    resamples = ev.get("bootstrap")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
         raise ConfigError(f"eval.bootstrap={ev.get('bootstrap')!r} must be an integer >= 0 (0: no CIs)")
     _choice("eval.split", ev.get("split"), ["test", "val"])
 

@@ -99,7 +99,8 @@ def config():
         out="runs/checkpoints",  # checkpoints go to <out>/<run key>/{last,best}.pt
         resume=True,
         tensorboard=False,
-        features_dir="runs/features",  # feature cache (mode linear, probes): <dir>/<model>-<weights>/<render id>/
+        # feature cache (mode linear, probes): <dir>/<model>-<weights>/<render id>/
+        features_dir="runs/features",
     )
     eval = dict(
         split="test",
@@ -110,7 +111,7 @@ def config():
         captioning=True,
         checkpoint=None,  # evaluate this checkpoint instead of the one trained in this run
         photo_mask=True,  # photo2shape: photos masked onto white like the renders (False: bbox crop only)
-        # generative captioner (ClipCap-style prefix decoder trained on train captions), see docs/evaluation.md
+        # generative captioner (ClipCap-style prefix decoder on train captions): docs/evaluation.md
         captioner=dict(epochs=30, beam_size=3, d_model=128, layers=2, prefix_len=4, lr=2e-3, batch_size=64),
     )
     store = dict(

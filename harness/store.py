@@ -289,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.store", description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=["start", "stop", "status", "url"])
     parser.add_argument("--dir", default=None, help=f"store dir (default: ${ENV_DIR} or {DEFAULT_STORE_DIR})")
-    parser.add_argument("--url", default=None, help=f"a MongoDB URL (default: ${ENV_URL} or the embedded store)")
+    parser.add_argument("--url", default=None,
+                        help=f"a MongoDB URL (default: ${ENV_URL} or the embedded store)")
     args = parser.parse_args(argv)
     try:
         if args.action == "start":
@@ -297,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"embedded store running in {resolve_store_dir(args.dir)} at {url}")
         elif args.action == "stop":
             stopped = EmbeddedServer(args.dir).stop()
-            print(("stopped" if stopped else "no running") + f" embedded store in {resolve_store_dir(args.dir)}")
+            where = resolve_store_dir(args.dir)
+            print(("stopped" if stopped else "no running") + f" embedded store in {where}")
         elif args.action == "status":
             info = status(args.url, args.dir)
             for key, value in info.items():

@@ -14,7 +14,8 @@ def test_tiny(benchmark):
 def test_timed_session_records_summary_run(tmp_path, store_dir, mongo_client):
     (tmp_path / "bench_tiny.py").write_text(BENCH)
     out = subprocess.run([PYTHON, "-m", "pytest", "-p", "conftest", "-q", str(tmp_path / "bench_tiny.py"),
-                          "--benchmark-min-rounds=3", "-o", "python_files=bench_*.py", "--rootdir", str(tmp_path)],
+                          "--benchmark-min-rounds=3", "-o", "python_files=bench_*.py",
+                          "--rootdir", str(tmp_path)],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
                          env=python_env(HARNESS_STORE_DIR=store_dir))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]

@@ -4,10 +4,9 @@ import subprocess
 
 import pytest
 
+from conftest import PYTHON, python_env
 from harness.config import ConfigError, validate_data, validate_eval, validate_render
 from harness.experiment import ex
-
-from conftest import PYTHON, python_env
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ import time
 import pymongo
 import pytest
 
+from conftest import PYTHON, python_env
 from harness import store
 from harness.store import EmbeddedServer, StoreUnreachable, mask_secrets, mask_url
-
-from conftest import PYTHON, python_env
 
 
 def _url_from_cli(store_dir, **env):
