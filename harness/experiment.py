@@ -2,6 +2,8 @@
 
 Run ``python -m harness print_config`` to see every knob, ``python -m harness with k=v ...`` to run.
 """
+import os
+
 from sacred import Experiment
 from sacred.observers import MongoObserver
 from sacred.observers.mongo import parse_mongo_db_arg
@@ -39,8 +41,8 @@ def attach_store_observer(run) -> None:
         store_cfg["db"] = parsed.get("db_name", store_cfg["db"])
         options["--mongo_db"] = mask_secrets(raw)  # Sacred stores options in meta.options
         run.observers[:] = [o for o in run.observers if not isinstance(o, MongoObserver)]
-    if run.unobserved:
-        return
+    if run.unobserved or os.environ.get("RANK", "0") != "0":
+        return  # under torchrun only rank 0 records: one DDP job, one run
     from harness.tracking import make_observer
 
     run.observers.append(make_observer(store_cfg, url=url))

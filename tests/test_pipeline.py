@@ -43,6 +43,7 @@ def tiny_run(tmp_path_factory, store_dir, store_url):
 def test_run_record_follows_the_schema(tiny_run):
     doc, _, _, _ = tiny_run
     assert doc["status"] == "COMPLETED"
+    assert "\r" not in doc["captured_out"]  # tqdm redraws are filtered out of the captured output
     result = doc["result"]
     assert set(result) >= {"metrics", "ci95", "per_category", "throughput", "provenance"}
     for path, value in _walk_keys(result):
@@ -95,3 +96,18 @@ def test_rerun_reuses_dataset_and_renders(tiny_run, store_dir):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "synth tiny" not in out.stderr  # not generated again
     assert re.search(r"skipped['\"]?: ?27|27 skipped|already", out.stdout + out.stderr), out.stdout[-2000:]
+
+
+def test_torchrun_ddp_train_records_one_run(tiny_run, store_dir, mongo_client):
+    """`torchrun --nproc_per_node 2 -m harness train` on gloo: both ranks train, rank 0 records."""
+    _, _, work, _ = tiny_run
+    before = mongo_client.clip3d.runs.count_documents({"command": "train"})
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "harness", "train", "with", "tiny", "train.epochs=1", "train.batch_size=4", "seed=11"]
+    out = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=900,
+                         env=python_env(HARNESS_STORE_DIR=store_dir, OMP_NUM_THREADS=1))
+    assert out.returncode == 0, out.stderr[-3000:]
+    docs = list(mongo_client.clip3d.runs.find({"command": "train", "config.seed": 11}))
+    assert len(docs) == 1 and docs[0]["status"] == "COMPLETED"
+    assert mongo_client.clip3d.runs.count_documents({"command": "train"}) == before + 1
+    assert docs[0]["info"]["params"]["trainable"] > 0

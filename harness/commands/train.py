@@ -105,7 +105,13 @@ def train_stage(cfg: dict, run=None, prepared=None, renders=None) -> TrainStage:
     if prepared is None:
         from harness.data import prepare
 
-        prepared = prepare(cfg["data"], cfg["seed"])
+        # Under torchrun rank 0 generates a missing synthetic dataset; the others read it after.
+        if rank == 0:
+            prepared = prepare(cfg["data"], cfg["seed"])
+        if world > 1:
+            torch.distributed.barrier()
+        if rank != 0:
+            prepared = prepare(cfg["data"], cfg["seed"], progress=False)
     models.validate_config(model_cfg, train_cfg, n_train_shapes=len(prepared.split.train) // world)
     bundle = models.create_model(model_cfg["name"], model_cfg.get("pretrained"), device=device,
                                  seed=cfg.get("seed", 0))
