@@ -156,37 +156,12 @@ def pix3d():
     data = dict(root="data/pix3d", synth_preset=None)
 
 
-@ex.named_config
-def none():
-    # No training: evaluate the model as loaded (zero-shot, or the untrained baseline).
-    train = dict(mode="none")
-
-
-@ex.named_config
-def linear():
-    # Frozen encoders, features cached on disk, linear maps trained with the contrastive loss.
-    train = dict(mode="linear")
-
-
-@ex.named_config
-def projection():
-    # Only the projection heads of both towers train.
-    train = dict(mode="projection")
-
-
-@ex.named_config
-def lora():
-    # LoRA adapters on the attention projections.
-    train = dict(mode="lora")
-
-
-@ex.named_config
-def partial():
-    # The last `train.partial_blocks` blocks of each tower train.
-    train = dict(mode="partial")
-
-
-@ex.named_config
-def full():
-    # Everything trains.
-    train = dict(mode="full")
+# One named config per training mode (models.MODES), each only setting train.mode:
+#   none       evaluate the model as loaded (zero-shot, or the untrained baseline)
+#   linear     frozen encoders, features cached on disk, linear maps on the contrastive loss
+#   projection only the projection heads of both towers train
+#   lora       LoRA adapters on the attention projections
+#   partial    the last `train.partial_blocks` blocks of each tower train
+#   full       everything trains
+for _mode in ("none", "linear", "projection", "lora", "partial", "full"):
+    ex.add_named_config(_mode, {"train": {"mode": _mode}})
