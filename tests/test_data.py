@@ -196,6 +196,18 @@ def test_reader_on_small_preset(tmp_path):
     assert len(sp.test) == 9 * 2 and len(sp.val) == 9 and len(sp.train) == 99 - 27
 
 
+def test_reader_on_pix3d_preset(tmp_path):
+    """The Pix3D-sized preset (minutes to generate): Pix3D's shape count and category balance."""
+    root = synth.generate(tmp_path / "pix3d", "pix3d", seed=0, progress=False)
+    ds = load_pix3d(root)
+    assert len(ds.shapes) == 395 and ds.report.skipped == []
+    assert 9_000 <= len(ds.photos) <= 11_000
+    counts = {c: sum(s.category == c for s in ds.shapes) for c in hd.CATEGORIES}
+    assert max(counts, key=counts.get) == "chair"  # as in Pix3D, chairs dominate
+    sp = make_split(ds, seed=0)
+    assert not set(sp.train) & set(sp.test) and len(sp.train) + len(sp.val) + len(sp.test) == 395
+
+
 # -- splits ---------------------------------------------------------------------------------------
 
 
