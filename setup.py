@@ -35,8 +35,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7.4", "pytest-benchmark>=4.0", "playwright>=1.40", "pyrender>=0.1.45",
-                 "dask[distributed]>=2024.1", "ruff>=0.4"],
+                 "dask[distributed]>=2024.1", "ruff>=0.4", "tensorboard>=2.14"],
         "dask": ["dask[distributed]>=2024.1"],
+        "tensorboard": ["tensorboard>=2.14"],
     },
     entry_points={"console_scripts": ["clip3d=harness.__main__:main"]},
 )

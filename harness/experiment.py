@@ -97,7 +97,6 @@ def config():
         lora_rank=8,
         partial_blocks=2,  # partial mode: the last N blocks of each tower train
         patience=None,  # early stopping on val loss (None: off)
-        num_workers=0,
         out="runs/checkpoints",  # checkpoints go to <out>/<run key>/{last,best}.pt
         resume=True,
         tensorboard=False,

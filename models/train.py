@@ -330,7 +330,7 @@ class _Trainer:
                                "lr": scheduler.get_last_lr()[0], "train.samples_per_s": len(batch) / dt}
                     bar.set_postfix(loss=f"{metrics['train.loss']:.3f}")
                     if writer is not None:
-                        writer.add_scalar("train/loss", float(loss), state["step"])
+                        writer.add_scalar("train/loss", float(loss.detach()), state["step"])
                     if self.callback is not None and self.rank == 0:
                         self.callback("step", metrics)
                 bar.close()

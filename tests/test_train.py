@@ -149,3 +149,16 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path):
     assert lines[0].startswith("rank0/2 steps=2") and lines[1].startswith("rank1/2 steps=2")
     assert lines[0].split("sha=")[1] == lines[1].split("sha=")[1]  # DDP kept the replicas in sync
     assert (tmp_path / "ck" / "best.pt").is_file()
+
+
+def test_tensorboard_logging_writes_the_curves(items, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    models.train(models.create_model("clip3d-tiny"), *items, dict(CFG, mode="projection", tensorboard=True),
+                 out_dir=tmp_path / "ck", progress=False)
+    acc = EventAccumulator(str(tmp_path / "ck" / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert "train/loss" in tags and "val/loss" in tags, tags
+    assert len(acc.Scalars("train/loss")) == 3 * 2

@@ -16,7 +16,7 @@ from typing import Any
 from harness.experiment import ex
 
 # Train-config keys that do not change the trained weights: they stay out of the run key.
-_NOT_IN_RUN_KEY = ("out", "resume", "tensorboard", "num_workers", "features_dir", "patience_log")
+_NOT_IN_RUN_KEY = ("out", "resume", "tensorboard", "features_dir", "patience_log")
 
 
 @dataclass
