@@ -28,6 +28,18 @@ def store_dir(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _runs_go_to_the_test_store(store_dir):
+    """Any run a test records without naming a store lands in the test store, never in ./runs/store."""
+    previous = os.environ.get("HARNESS_STORE_DIR")
+    os.environ["HARNESS_STORE_DIR"] = str(store_dir)
+    yield
+    if previous is None:
+        os.environ.pop("HARNESS_STORE_DIR", None)
+    else:
+        os.environ["HARNESS_STORE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def store_url(store_dir):
     """The mongodb:// URL of the session's embedded server."""

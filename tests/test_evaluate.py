@@ -156,16 +156,12 @@ def test_evaluate_is_a_sacred_command():
 
 
 def test_cli_evaluate_on_tiny_preset(tmp_path):
-    """``python -m harness evaluate with tiny`` through Sacred, once the data package is in."""
+    """``python -m harness evaluate with tiny`` through Sacred, recorded in the test store."""
     import harness.commands  # noqa: F401
     from harness.experiment import ex
 
-    try:
-        from harness.data import prepare  # noqa: F401
-    except ImportError:
-        pytest.skip("harness.data.prepare not available yet")
-
     run = ex.run("evaluate", named_configs=["tiny"], config_updates={
+        "store": {"spool": str(tmp_path / "spool")},
         "data": {"root": str(tmp_path / "data")}, "model": {"name": "clip3d-tiny", "device": "cpu"},
         "render": {"out": str(tmp_path / "renders"), "workers": 1},
         "train": {"mode": "none", "features_dir": str(tmp_path / "features")},
@@ -176,3 +172,4 @@ def test_cli_evaluate_on_tiny_preset(tmp_path):
     assert result["provenance"]["dataset_fingerprint"] and result["provenance"]["split"]
     assert "i2t_R@1" in result["metrics"] and "photo2shape_R@1" in result["metrics"]
     assert run.info["per_shape"]["shapes"]
+    assert isinstance(run._id, int)  # pushed to the store, not only spooled
