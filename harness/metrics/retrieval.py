@@ -152,6 +152,20 @@ def _check(emb, keys, what):
     return emb, keys
 
 
+def _labelled_pair(a_emb, a_keys, a_args, b_emb, b_keys, b_args):
+    """Check two embedding sets of equal width; integer labels over the union of their shape keys.
+
+    a_args/b_args: the argument names for error messages, e.g. "image_emb/image_shape".
+    """
+    a, a_keys = _check(a_emb, a_keys, a_args)
+    b, b_keys = _check(b_emb, b_keys, b_args)
+    if a.shape[1] != b.shape[1]:
+        a_name, b_name = a_args.split("_")[0], b_args.split("_")[0]
+        raise RetrievalInputError(f"{a_name} dim {a.shape[1]} != {b_name} dim {b.shape[1]}")
+    _, inv = np.unique(np.concatenate([a_keys.astype(str), b_keys.astype(str)]), return_inverse=True)
+    return a, a_keys, inv[: len(a_keys)], b, b_keys, inv[len(a_keys):]
+
+
 def retrieval_ranks(image_emb, text_emb, image_shape, text_shape, text_strings=None,
                     same_caption_match: bool = False,
                     block_bytes: int = DEFAULT_BLOCK_BYTES) -> dict[str, QueryRanks]:
@@ -161,14 +175,8 @@ def retrieval_ranks(image_emb, text_emb, image_shape, text_shape, text_strings=N
     ``text_strings``) it also matches every text whose caption string equals one of its shape's
     captions, and a text query matches every image of every shape that carries its string.
     """
-    img, img_keys = _check(image_emb, image_shape, "image_emb/image_shape")
-    txt, txt_keys = _check(text_emb, text_shape, "text_emb/text_shape")
-    if img.shape[1] != txt.shape[1]:
-        raise RetrievalInputError(f"image dim {img.shape[1]} != text dim {txt.shape[1]}")
-    # Integer labels over the union of shape keys.
-    all_keys, inv = np.unique(np.concatenate([img_keys.astype(str), txt_keys.astype(str)]),
-                              return_inverse=True)
-    img_lab, txt_lab = inv[: len(img_keys)], inv[len(img_keys):]
+    img, img_keys, img_lab, txt, txt_keys, txt_lab = _labelled_pair(
+        image_emb, image_shape, "image_emb/image_shape", text_emb, text_shape, "text_emb/text_shape")
     if same_caption_match:
         if text_strings is None or len(text_strings) != len(txt_keys):
             raise RetrievalInputError(
@@ -192,7 +200,6 @@ def retrieval_ranks(image_emb, text_emb, image_shape, text_shape, text_strings=N
     i2t = QueryRanks(first, ap, img_keys, np.diff(i2t_ptr))
     first, ap = rank_positives(txt, img, t2i_ptr, t2i_idx, block_bytes)
     t2i = QueryRanks(first, ap, txt_keys, np.diff(t2i_ptr))
-    del all_keys
     return {"i2t": i2t, "t2i": t2i}
 
 
@@ -214,13 +221,9 @@ def evaluate_retrieval(image_emb, text_emb, image_shape, text_shape, ks=DEFAULT_
 def photo_ranks(photo_emb, shape_emb, photo_shape, shape_keys,
                 block_bytes: int = DEFAULT_BLOCK_BYTES) -> QueryRanks:
     """Per-photo ranks of its own shape among all gallery shapes (Pix3D's photo → shape task)."""
-    photo, photo_keys = _check(photo_emb, photo_shape, "photo_emb/photo_shape")
-    shapes, gallery_keys = _check(shape_emb, shape_keys, "shape_emb/shape_keys")
-    if photo.shape[1] != shapes.shape[1]:
-        raise RetrievalInputError(f"photo dim {photo.shape[1]} != shape dim {shapes.shape[1]}")
-    _, inv = np.unique(np.concatenate([photo_keys.astype(str), gallery_keys.astype(str)]),
-                       return_inverse=True)
-    ptr, idx = _positive_lists([np.array([lab]) for lab in inv[: len(photo_keys)]], inv[len(photo_keys):])
+    photo, photo_keys, photo_lab, shapes, _, gallery_lab = _labelled_pair(
+        photo_emb, photo_shape, "photo_emb/photo_shape", shape_emb, shape_keys, "shape_emb/shape_keys")
+    ptr, idx = _positive_lists([np.array([lab]) for lab in photo_lab], gallery_lab)
     first, ap = rank_positives(photo, shapes, ptr, idx, block_bytes)
     return QueryRanks(first, ap, photo_keys, np.diff(ptr))
 
