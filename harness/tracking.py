@@ -50,6 +50,11 @@ ARTIFACT_DIR = "artifacts"
 SOURCE_DIR = "sources"
 DEAD_AFTER_S = 120  # Sacred beats every 10 s: two silent minutes mean the process is gone
 PROBABLY_DEAD = "PROBABLY_DEAD"
+# Statuses Sacred never leaves: the leaderboard caches the table rows of runs in these (ROW_CACHE).
+FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT"})
+# The leaderboard's derived per-run rows, beside ``runs`` (see ``leaderboard.queries.load_runs``).
+# A tool that changes the document of a finished run drops its row with ``forget_rows``.
+ROW_CACHE = "leaderboard_rows"
 FORMAT = "MongoObserver-0.7.0"  # Sacred's document format, so Omniboard reads our runs
 _JSON = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, tz_aware=False)
 
@@ -361,8 +366,14 @@ def push_run(db, run: SpoolRun | str | os.PathLike, *, collection_prefix: str = 
     existing = runs.find_one({"_id": run_id}) or {}
     foreign = {k: v for k, v in existing.items() if k not in full and k != "_id"}
     runs.replace_one({"_id": run_id}, {**foreign, **full}, upsert=True)
+    forget_rows(db, [run_id])
     run.write_state()
     return run_id
+
+
+def forget_rows(db, run_ids) -> None:
+    """Drop the leaderboard's cached rows of these runs: the next load rebuilds them from ``runs``."""
+    db[ROW_CACHE].delete_many({"_id": {"$in": list(run_ids)}})
 
 
 def _document(run: SpoolRun) -> dict:

@@ -20,8 +20,8 @@ import pandas as pd
 
 from harness.metrics import align_per_shape, paired_bootstrap
 from harness.metrics import direction as metric_direction
+from harness.tracking import FINAL_STATUSES, ROW_CACHE, effective_status, forget_rows
 from harness.tracking import PROBABLY_DEAD as PROBABLY_DEAD  # re-exported for the app and tests
-from harness.tracking import effective_status
 
 DEFAULT_METRIC = "i2t_R@1"
 GROUP_KEYS = ["model", "pretrained", "mode", "pooling", "dataset"]
@@ -37,6 +37,8 @@ RUN_FIELDS = ["experiment.name", "status", "start_time", "stop_time", "heartbeat
               "config.data.root", "config.data.synth_preset", "config.seed",
               "result.metrics", "result.ci95", "result.throughput", "result.provenance.dataset_fingerprint",
               "omniboard.tags", "omniboard.notes", "meta.comment", "info.params"]
+# Bumped whenever RUN_FIELDS or run_row change what a row holds: older cached rows are rebuilt.
+ROW_CACHE_VERSION = 1
 INDEXES = {"runs": [[("status", 1)], [("start_time", -1)], [("experiment.name", 1)]],
            "metrics": [[("run_id", 1), ("name", 1)]]}
 _INDEXED: set = set()
@@ -154,6 +156,10 @@ def rows_to_frame(docs, now: dt.datetime | None = None) -> pd.DataFrame:
             skipped[reason] += 1
         else:
             rows.append(row)
+    return _frame(rows, skipped)
+
+
+def _frame(rows: list[dict], skipped: Counter) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=None if rows else ID_COLUMNS + ["ci95", SEARCH_COLUMN])
     extra = [c for c in frame.columns if c not in ID_COLUMNS and c not in ("ci95", SEARCH_COLUMN)]
     frame.attrs["metrics"] = sorted(c for c in extra if not c.startswith(THROUGHPUT_PREFIX))
@@ -166,10 +172,63 @@ def rows_to_frame(docs, now: dt.datetime | None = None) -> pd.DataFrame:
 
 
 def load_runs(db, now: dt.datetime | None = None) -> pd.DataFrame:
-    """One row per run: identity columns, every result metric, ``tp_``-prefixed throughput."""
+    """One row per run: identity columns, every result metric, ``tp_``-prefixed throughput.
+
+    Rows of finished runs are cached in ``ROW_CACHE`` (a finished Sacred run no longer changes), so a
+    load reads the small cached rows plus the documents of new and unfinished runs only: on a store of
+    thousands of runs that is the difference between reading every whole run document (nx-27017 decodes
+    each one whatever the projection) and reading a few. Deleted runs are noticed by count and their
+    rows dropped. A store the user cannot write to still loads correctly, only without the cache.
+    """
     ensure_indexes(db)
-    docs = db.runs.find({}, {field: 1 for field in RUN_FIELDS})
-    return rows_to_frame(docs, now)
+    import bson
+    import pymongo.errors
+
+    cached, skipped, outdated = {}, Counter(), []
+    for entry in db[ROW_CACHE].find({}):
+        if entry.get("v") != ROW_CACHE_VERSION:
+            outdated.append(entry["_id"])
+        elif "skip" in entry:
+            cached[entry["_id"]] = entry["skip"]
+        else:
+            cached[entry["_id"]] = bson.decode(entry["row"])
+    projection = {field: 1 for field in RUN_FIELDS}
+    fresh = list(db.runs.find({"_id": {"$nin": list(cached)}} if cached else {}, projection))
+    if len(cached) + len(fresh) != db.runs.estimated_document_count():
+        # runs were deleted (or the count is approximate): drop the rows of runs that are gone
+        live = {doc["_id"] for doc in db.runs.find({}, {"_id": 1})}
+        gone = [run_id for run_id in cached if run_id not in live]
+        for run_id in gone:
+            del cached[run_id]
+        outdated += gone
+
+    rows, entries = [], []
+    for value in cached.values():
+        if isinstance(value, dict):
+            rows.append(value)
+        else:
+            skipped[value] += 1
+    for doc in fresh:
+        row, reason = run_row(doc, now)
+        if row is None:
+            skipped[reason] += 1
+        else:
+            rows.append(row)
+        if doc.get("status") in FINAL_STATUSES:
+            # opaque BSON bytes: nx-27017 parses and copies every field of a document it returns,
+            # which for a nested row costs four times the transfer
+            entries.append({"_id": doc["_id"], "v": ROW_CACHE_VERSION, "skip": reason} if row is None else
+                           {"_id": doc["_id"], "v": ROW_CACHE_VERSION, "row": bson.Binary(bson.encode(row))})
+    try:
+        if outdated:
+            forget_rows(db, outdated)
+        if entries:
+            db[ROW_CACHE].insert_many(entries, ordered=False)
+    except pymongo.errors.BulkWriteError:
+        pass  # another viewer cached the same runs first
+    except pymongo.errors.OperationFailure:
+        pass  # a read-only user: no cache, every load reads the run documents
+    return _frame(rows, skipped)
 
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
@@ -495,8 +554,10 @@ def set_tags(db, run_id, tags) -> None:
         tags = [t.strip() for t in tags.split(",")]
     clean = [str(t).strip() for t in tags if str(t).strip()]
     db.runs.update_one({"_id": _plain_id(run_id)}, {"$set": {"omniboard.tags": clean}})
+    forget_rows(db, [_plain_id(run_id)])
 
 
 def set_notes(db, run_id, notes: str) -> None:
     """Store free-text notes in ``omniboard.notes``."""
     db.runs.update_one({"_id": _plain_id(run_id)}, {"$set": {"omniboard.notes": str(notes)}})
+    forget_rows(db, [_plain_id(run_id)])

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import PYTHON, python_env
+from harness.tracking import FINAL_STATUSES, ROW_CACHE
 from leaderboard import demo
 from leaderboard import queries as q
 
@@ -69,8 +70,8 @@ def test_load_runs_projects_rows_and_metrics(filled):
 
 
 def test_malformed_documents_are_skipped_and_counted(mongo_client):
+    mongo_client.drop_database("lb_malformed")
     db = mongo_client["lb_malformed"]
-    db.runs.drop()
     good = next(r for r in demo.make_runs(6, seed=3) if r["status"] == "COMPLETED")
     good["_id"] = 1
     db.runs.insert_many([
@@ -80,12 +81,78 @@ def test_malformed_documents_are_skipped_and_counted(mongo_client):
         {"_id": 4, "status": "COMPLETED", "config": {"model": {"name": "x"}}, "result": {"metrics": [1]}},
         {"_id": 5, "status": "FAILED", "config": {"model": {"name": "x"}}},  # kept: failed runs show
     ])
+    for _ in range(2):  # the second load reads the skips from the row cache
+        frame = q.load_runs(db)
+        assert sorted(frame["run_id"]) == [1, 5]
+        assert frame.attrs["skipped"] == 3
+        assert frame.attrs["skip_reasons"] == {"config is not a dict or has no model.name": 1,
+                                               "completed run without result": 1,
+                                               "result.metrics is not a dict": 1}
+    assert db[ROW_CACHE].count_documents({}) == 5
+
+
+def _same_frames(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    columns = sorted(a.columns)
+    assert sorted(b.columns) == columns
+    pd.testing.assert_frame_equal(a.sort_values("run_id").reset_index(drop=True)[columns],
+                                  b.sort_values("run_id").reset_index(drop=True)[columns])
+    assert a.attrs == b.attrs
+
+
+def test_row_cache_holds_finished_runs_and_follows_changes(mongo_client):
+    mongo_client.drop_database("lb_cache")
+    db = mongo_client["lb_cache"]
+    runs = demo.make_runs(30, seed=5)
+    db.runs.insert_many(runs)
+    now = dt.datetime(2027, 1, 1)
+    first = q.load_runs(db, now=now)
+    finished = {r["_id"] for r in runs if r["status"] in FINAL_STATUSES}
+    unfinished = {r["_id"] for r in runs} - finished
+    assert unfinished and finished
+    assert {e["_id"] for e in db[ROW_CACHE].find({}, {"_id": 1})} == finished  # running runs still change
+    second = q.load_runs(db, now=now)
+    _same_frames(first, second)
+
+    # a running run that finishes shows its result; a tag set from the leaderboard shows at once
+    running = next(r for r in runs if r["_id"] in unfinished)
+    done = next(r for r in runs if r["status"] == "COMPLETED")
+    db.runs.replace_one({"_id": running["_id"]}, {**running, "status": "COMPLETED", "result": done["result"]})
+    q.set_tags(db, done["_id"], "best, checked")
+    frame = q.load_runs(db, now=now).set_index("run_id")
+    assert frame.loc[running["_id"], "state"] == "COMPLETED"
+    assert frame.loc[running["_id"], "i2t_R@1"] == pytest.approx(done["result"]["metrics"]["i2t_R@1"])
+    assert frame.loc[done["_id"], "tags"] == "best, checked"
+
+    # deleted runs leave the table and the cache; rows of an older cache version are rebuilt
+    gone = sorted(finished - {done["_id"]})[:3]
+    db.runs.delete_many({"_id": {"$in": gone}})
+    db[ROW_CACHE].update_one({"_id": done["_id"]}, {"$set": {"v": q.ROW_CACHE_VERSION - 1}})
+    frame = q.load_runs(db, now=now)
+    assert len(frame) == 27 and not set(gone) & set(frame["run_id"])
+    assert not set(gone) & {e["_id"] for e in db[ROW_CACHE].find({}, {"_id": 1})}
+    assert frame.set_index("run_id").loc[done["_id"], "tags"] == "best, checked"
+    _same_frames(frame, q.rows_to_frame(db.runs.find({}), now=now))  # the cache changes nothing
+    assert db[ROW_CACHE].count_documents({"v": q.ROW_CACHE_VERSION}) == len(finished) - 3 + 1
+
+
+def test_row_cache_unwritable_store_still_loads(mongo_client, monkeypatch):
+    import pymongo.collection
+    import pymongo.errors
+
+    mongo_client.drop_database("lb_cache_ro")
+    db = mongo_client["lb_cache_ro"]
+    db.runs.insert_many(demo.make_runs(8, seed=2))
+    original = pymongo.collection.Collection.insert_many
+
+    def refuse(self, documents, *args, **kwargs):
+        if self.name == ROW_CACHE:
+            raise pymongo.errors.OperationFailure("not authorized on lb_cache_ro to execute insert", 13)
+        return original(self, documents, *args, **kwargs)
+
+    monkeypatch.setattr(pymongo.collection.Collection, "insert_many", refuse)
     frame = q.load_runs(db)
-    assert sorted(frame["run_id"]) == [1, 5]
-    assert frame.attrs["skipped"] == 3
-    assert frame.attrs["skip_reasons"] == {"config is not a dict or has no model.name": 1,
-                                           "completed run without result": 1,
-                                           "result.metrics is not a dict": 1}
+    assert len(frame) == 8 and db[ROW_CACHE].count_documents({}) == 0
+    _same_frames(frame, q.load_runs(db))
 
 
 def test_rank_uses_declared_direction_and_ci_intervals():
@@ -174,7 +241,8 @@ def test_user_text_never_reaches_mongodb(filled):
 
         def __getattr__(self, name):
             target = getattr(self.inner, name)
-            if name in {"find", "find_one", "aggregate", "update_one", "create_index", "count_documents"}:
+            if name in {"find", "find_one", "aggregate", "update_one", "create_index", "count_documents",
+                        "estimated_document_count", "insert_many", "delete_many"}:
                 def wrapped(*args, **kwargs):
                     sent.append(repr((name, args, kwargs)))
                     return target(*args, **kwargs)

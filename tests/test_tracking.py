@@ -17,6 +17,7 @@ from test_tracking_tiny import OwnServer, free_port, tiny_env, write_tiny
 from harness.store import StoreUnreachable
 from harness.tracking import (
     PROBABLY_DEAD,
+    ROW_CACHE,
     SpoolingMongoObserver,
     SpoolRun,
     effective_status,
@@ -290,5 +291,7 @@ def test_run_ids_keep_counting_past_ten_although_nx_27017_sorts_ids_as_text(stor
         client[db_name].runs.insert_many([{"_id": i, "status": "COMPLETED"} for i in range(1, 12)])
         run = SpoolRun.create(tmp_path / "spool", {"meta": {"run_uid": "eleventh"}, "status": "COMPLETED"})
         assert push_run(client[db_name], run) == 12
+        client[db_name][ROW_CACHE].insert_one({"_id": 12, "v": 1, "skip": "stale"})
         assert push_run(client[db_name], run) == 12  # idempotent
         assert client[db_name].runs.count_documents({}) == 12
+        assert client[db_name][ROW_CACHE].count_documents({}) == 0  # its leaderboard row is rebuilt
