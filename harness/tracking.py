@@ -295,6 +295,8 @@ def _insert_autoinc(runs, doc: dict, wanted_id=None) -> int:
         try:
             runs.insert_one({**doc, "_id": run_id})
             _LAST_ID[key] = run_id
+            if runs.name == "runs":  # a deleted run's id may be given again: drop that run's cached row
+                forget_rows(runs.database, [run_id])
             return run_id
         except pymongo.errors.DuplicateKeyError:
             if wanted_id is not None:

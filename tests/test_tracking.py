@@ -285,6 +285,20 @@ def test_sync_skips_live_runs_and_reports_unreachable_store_masked(store_url, tm
     assert main_sync(["--url", store_url, "--spool", str(tmp_path / "empty")]) == 0
 
 
+def test_a_reused_run_id_drops_the_deleted_runs_leaderboard_row(store_url):
+    from harness.tracking import _insert_autoinc
+
+    db_name = unique_db()
+    with pymongo.MongoClient(store_url) as client:
+        db = client[db_name]
+        db.runs.insert_many([{"_id": 1, "status": "COMPLETED"}, {"_id": 2, "status": "COMPLETED"}])
+        db[ROW_CACHE].insert_many([{"_id": 1, "v": 1, "skip": "x"}, {"_id": 2, "v": 1, "skip": "x"}])
+        db.runs.delete_one({"_id": 2})  # the newest run deleted: its id is allocated again
+        assert _insert_autoinc(db.runs, {"status": "QUEUED"}) == 2
+        assert [e["_id"] for e in db[ROW_CACHE].find({})] == [1]
+        client.drop_database(db_name)
+
+
 def test_run_ids_keep_counting_past_ten_although_nx_27017_sorts_ids_as_text(store_url, tmp_path):
     db_name = unique_db()
     with pymongo.MongoClient(store_url) as client:
