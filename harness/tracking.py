@@ -295,8 +295,7 @@ def _insert_autoinc(runs, doc: dict, wanted_id=None) -> int:
         try:
             runs.insert_one({**doc, "_id": run_id})
             _LAST_ID[key] = run_id
-            if runs.name == "runs":  # a deleted run's id may be given again: drop that run's cached row
-                forget_rows(runs.database, [run_id])
+            forget_rows(runs.database, [run_id])  # a deleted run's id may be given again: drop its cached row
             return run_id
         except pymongo.errors.DuplicateKeyError:
             if wanted_id is not None:
