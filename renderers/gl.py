@@ -2,6 +2,8 @@
 one atlas framebuffer with one upload and one read-back."""
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import warnings
 from dataclasses import dataclass, replace
@@ -80,6 +82,43 @@ def _preload_bundled_llvm() -> None:
             continue
 
 
+class GLContextLostError(EGLUnavailableError):
+    """Our OpenGL context died (another EGL user of the process terminated the shared EGL display) and
+    the one fresh context made to replace it did not work either."""
+
+
+class _ContextNotCurrent(Exception):
+    """Internal: entering our context did not make it current (its EGL display was terminated)."""
+
+
+CONTEXT_LOST_HINT = (
+    "another EGL user in this process terminated the EGL display every context shares (pyrender's "
+    "OffscreenRenderer.delete() calls eglTerminate): keep such renderers alive instead of deleting them")
+
+
+@functools.cache
+def _egl_get_current_context():
+    """libEGL's ``eglGetCurrentContext`` (the library glcontext loads), or None where it cannot be had."""
+    import ctypes
+    from ctypes.util import find_library
+
+    try:
+        lib = ctypes.CDLL(os.environ.get("GLCONTEXT_LINUX_LIBEGL") or find_library("EGL") or "libEGL.so.1")
+        fn = lib.eglGetCurrentContext
+    except (OSError, AttributeError):
+        return None
+    fn.restype, fn.argtypes = ctypes.c_void_p, []
+    return fn
+
+
+def current_egl_context() -> int | None:
+    """The EGL context current on this thread (0: none), or None when libEGL cannot be asked.
+
+    A thread-local read inside libEGL, not a GL call: cheap enough to run once per render."""
+    fn = _egl_get_current_context()
+    return None if fn is None else (fn() or 0)
+
+
 def create_context():
     """A standalone headless OpenGL 3.3+ context on EGL, or one clear error naming the fix."""
     import moderngl
@@ -145,11 +184,25 @@ class Renderer:
         self.msaa = int(msaa)
         self.lighting = _lighting(lighting or Lighting(), **light_overrides)
         self.max_faces = max_faces
-        self.ctx = create_context()
         self._lock = threading.Lock()
-        self._fbos: dict[tuple, tuple] = {}
         self._rigs: dict[tuple, list] = {}
+        self.ctx = None
+        self._stale = True  # no usable context yet (or a dead one to replace)
+        try:
+            self._init_gl()
+        except _ContextNotCurrent as exc:
+            raise GLContextLostError(f"{exc}; likely cause: {CONTEXT_LOST_HINT}") from exc
+
+    def _init_gl(self):
+        """Create the context and everything in it (shaders, white texture; framebuffers on demand)."""
+        self.ctx = create_context()
+        self._fbos: dict[tuple, tuple] = {}
         with self.ctx:
+            # Our EGL context handle: entering ``ctx`` makes it current (glcontext ignores a failed
+            # eglMakeCurrent, so ``_draw`` compares this handle with the current one). None: unknown.
+            self._egl_context = current_egl_context()
+            if self._egl_context == 0:
+                raise _ContextNotCurrent("a new OpenGL context could not be made current")
             # Two variants of the shading program: llvmpipe runs the fragment shader once per MSAA
             # sample, so the untextured one (no sampler fetch; v_color * white texel == v_color
             # exactly) is a measurable saving for the common untextured mesh.
@@ -160,6 +213,62 @@ class Renderer:
             self.geom_prog = self.ctx.program(vertex_shader=_shader("mesh.vert"),
                                               fragment_shader=_shader("geom.frag"))
             self.white = self.ctx.texture((1, 1), 4, bytes([255, 255, 255, 255]))
+        self._stale = False
+
+    def _replace_context(self):
+        """Drop a dead context and make a fresh one (the rig cache stays: it holds no GL objects)."""
+        old, self.ctx, self._stale = self.ctx, None, True
+        if old is not None:
+            # Before creating the new one: a freed EGL handle can come back as the new context's, and
+            # a late eglDestroyContext on it would then destroy the new context. On a terminated
+            # display this destroy is a no-op error inside EGL; the GL objects die with the display.
+            try:
+                old.release()
+            except Exception:  # noqa: BLE001 - nothing left to free
+                pass
+        self._init_gl()
+
+    def _context_lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` came from a dead context. Runs only after a failure, never per render."""
+        if isinstance(exc, _ContextNotCurrent):
+            return True
+        import moderngl
+
+        if not isinstance(exc, moderngl.Error):
+            return False
+        if self.ctx is None:
+            return True
+        try:
+            with self.ctx:
+                if self._egl_context is not None and current_egl_context() != self._egl_context:
+                    return True
+                self.ctx.buffer(reserve=4).release()  # the call that fails first in a dead context
+        except moderngl.Error:
+            return True
+        return False
+
+    def _with_live_context(self, draw):
+        """``draw()`` under the lock; if our context turns out dead, replace it once and draw again.
+
+        A dead context shows as ``cannot create buffer`` (nothing current) or, worse, as black images
+        drawn into the other library's destroyed context that EGL leaves current; ``_draw`` checks
+        that our context is current before any GL call. A second failure raises one clear error."""
+        with self._lock:
+            replaced = False
+            while True:
+                try:
+                    if self._stale:
+                        replaced = True
+                        self._replace_context()
+                    return draw()
+                except Exception as exc:
+                    if not self._context_lost(exc):
+                        raise
+                    self._stale = True
+                    if replaced:
+                        raise GLContextLostError(
+                            f"the OpenGL context was lost and a fresh one failed too ({exc}); likely cause: "
+                            f"{CONTEXT_LOST_HINT}") from exc
 
     def __repr__(self):
         return f"Renderer(size=({self.width}, {self.height}), msaa={self.msaa}, background={self.background})"
@@ -233,23 +342,8 @@ class Renderer:
         cams = self.cameras(mesh, rig, **rig_options)
         light = _lighting(self.lighting, ambient=ambient, key_light=key_light)
         cull = backfaces_hidden(mesh, cams)
-        with self._lock, self.ctx:
-            vbo, vaos, tex = self._upload(mesh)
-            try:
-                images, geoms = [], []
-                per_pass = max(1, MAX_ATLAS // self.width) * max(1, MAX_ATLAS // self.height)
-                for start in range(0, len(cams), per_pass):
-                    chunk = cams[start:start + per_pass]
-                    img, geom = self._render_pass(vaos, tex, chunk, light, depth or normals, 4 if rgba else 3,
-                                                  cull)
-                    images.append(img)
-                    geoms.append(geom)
-            finally:
-                for vao in vaos:
-                    vao.release()
-                vbo.release()
-                if tex is not self.white:
-                    tex.release()
+        images, geoms = self._with_live_context(
+            lambda: self._draw(mesh, cams, light, depth or normals, 4 if rgba else 3, cull))
         images = images[0] if len(images) == 1 else np.concatenate(images)
         if not (depth or normals):
             return images
@@ -258,6 +352,27 @@ class Renderer:
         d[d <= 0] = np.inf
         return RenderOutput(images, d if depth else None,
                             np.ascontiguousarray(geom[..., :3]) if normals else None)
+
+    def _draw(self, mesh, cams, light, want_geom, components, cull):
+        with self.ctx:
+            if self._egl_context is not None and current_egl_context() != self._egl_context:
+                raise _ContextNotCurrent("our OpenGL context could not be made current")
+            vbo, vaos, tex = self._upload(mesh)
+            try:
+                images, geoms = [], []
+                per_pass = max(1, MAX_ATLAS // self.width) * max(1, MAX_ATLAS // self.height)
+                for start in range(0, len(cams), per_pass):
+                    chunk = cams[start:start + per_pass]
+                    img, geom = self._render_pass(vaos, tex, chunk, light, want_geom, components, cull)
+                    images.append(img)
+                    geoms.append(geom)
+            finally:
+                for vao in vaos:
+                    vao.release()
+                vbo.release()
+                if tex is not self.white:
+                    tex.release()
+        return images, geoms
 
     def _render_pass(self, vaos, tex, cams, light, want_geom, components, cull=False):
         w, h = self.width, self.height
@@ -306,7 +421,8 @@ class Renderer:
 
     def release(self):
         """Free the GL context (the renderer is unusable afterwards)."""
-        self.ctx.release()
+        if self.ctx is not None:
+            self.ctx.release()
 
 
 def backfaces_hidden(mesh: trimesh.Trimesh, cams) -> bool:
