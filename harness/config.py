@@ -5,11 +5,13 @@ command line costs a second, not a render or a training run.
 """
 from __future__ import annotations
 
+import logging
 import re
 
 from models.errors import ConfigError  # one exception type for every config error
 
-__all__ = ["ConfigError", "validate"]
+__all__ = ["ConfigError", "resolve", "validate"]
+log = logging.getLogger("harness")
 
 
 def _choice(key: str, value, allowed) -> None:
@@ -64,6 +66,30 @@ def validate_eval(ev: dict) -> None:
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
         raise ConfigError(f"eval.bootstrap={ev.get('bootstrap')!r} must be an integer >= 0 (0: no CIs)")
     _choice("eval.split", ev.get("split"), ["test", "val"])
+
+
+def resolve_render_size(cfg: dict, warn: bool = True) -> dict:
+    """``cfg`` with ``render.size`` set: the model's input size when None (views are never resized
+    on the way into the model); an explicit size that differs is kept, with one warning."""
+    from models import input_size
+
+    native = input_size(cfg["model"]["name"])
+    size = cfg["render"].get("size")
+    if size is None:
+        return {**cfg, "render": {**cfg["render"], "size": native}}
+    if warn and not isinstance(size, bool) and isinstance(size, int) and size != native:
+        log.warning("render.size=%d differs from the input size of model %s (%d px): views will be "
+                    "resized to %d px (leave render.size unset to render at the model's size)",
+                    size, cfg["model"]["name"], native, native)
+    return cfg
+
+
+def resolve(cfg: dict) -> dict:
+    """Validate the whole config and fill in what the model decides (render.size): call once per
+    command, before any heavy work; the stages take the returned config."""
+    cfg = resolve_render_size(cfg)  # an unknown model.name fails here, first
+    validate(cfg)
+    return cfg
 
 
 def validate(cfg: dict) -> None:

@@ -1,7 +1,9 @@
 """Encoding images, texts and shape views, with an on-disk feature cache.
 
 The cache lives under ``<root>/<model>-<weights hash>/<render config id>/`` so that a change of
-model, of weights (training) or of any rendering knob never reuses stale features.
+model, of weights (training) or of any rendering knob never reuses stale features; inside it an image
+is keyed by its path *and* its file's size and mtime, so a view rendered again in place (its mesh
+changed) is encoded again.
 """
 from __future__ import annotations
 
@@ -80,12 +82,18 @@ class FeatureCache:
         return self.dir / "texts.pt"
 
     def lookup(self, kind: str, keys: Sequence[str], compute) -> torch.Tensor:
-        """Features for ``keys``: loaded when cached, computed (and appended to the file) when not."""
+        """Features for ``keys``: loaded when cached, computed (and appended to the file) when not.
+
+        A key ``"<name>\\0<version>"`` replaces the stored features of older versions of ``<name>``.
+        """
         path = self._file(kind)
         stored: dict[str, torch.Tensor] = torch.load(path, weights_only=True) if path.is_file() else {}
         missing = list(dict.fromkeys(k for k in keys if k not in stored))
         if missing:
             new = compute(missing)
+            renewed = {k.split("\0", 1)[0] for k in missing if "\0" in k}
+            if renewed:  # a re-rendered file: its old features must not pile up in the cache
+                stored = {k: v for k, v in stored.items() if k.split("\0", 1)[0] not in renewed}
             stored.update({k: new[i].clone() for i, k in enumerate(missing)})
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -95,24 +103,38 @@ class FeatureCache:
         return torch.stack([stored[k] for k in keys]) if keys else torch.zeros(0, 0)
 
 
+def _file_key(path: str) -> str:
+    """Cache key of an image file: its path and a stamp of its current bytes (size, mtime)."""
+    st = os.stat(path)
+    return f"{path}\0{st.st_size}:{st.st_mtime_ns}"
+
+
 def encode_views(bundle: ClipBundle, views: Sequence[Sequence[str]],
                  cache_dir: str | os.PathLike | None = None,
                  render_config_id: str | None = None, batch_size: int = 64, raw: bool = False,
-                 progress: bool = False) -> torch.Tensor:
+                 progress: bool = False, stats: dict | None = None) -> torch.Tensor:
     """(S, V, D) view embeddings of S shapes (lists of view files), through the feature cache.
 
     Shapes with fewer views (a failed view) are padded by repeating their last view.
     ``raw``: tower outputs without head or normalisation (what the cache stores).
+    ``stats``: a dict whose ``encoded`` / ``cached`` counts of images are increased (throughput
+    figures count encoded images only: a cache read is not an encoding speed).
     """
     n_views = max(len(v) for v in views) if views else 0
     padded = [list(v) + [v[-1]] * (n_views - len(v)) for v in views]
     flat = [str(Path(p).resolve()) for v in padded for p in v]
     if cache_dir is None:
         feats = _raw_images(bundle, flat, batch_size, progress)
+        hits, misses = 0, len(flat)
     else:
         cache = FeatureCache(cache_dir, bundle, render_config_id)
-        feats = cache.lookup("images", flat,
-                             lambda missing: _raw_images(bundle, missing, batch_size, progress))
+        keys = [_file_key(p) for p in flat]
+        feats = cache.lookup("images", keys, lambda missing: _raw_images(
+            bundle, [k.split("\0", 1)[0] for k in missing], batch_size, progress))
+        hits, misses = cache.hits, cache.misses
+    if stats is not None:
+        stats["encoded"] = stats.get("encoded", 0) + misses
+        stats["cached"] = stats.get("cached", 0) + hits
     if not raw:
         feats = apply_heads(bundle, feats, "image")
     return feats.view(len(views), n_views, -1)

@@ -240,6 +240,30 @@ def create_model(name: str, pretrained: str | None = None, device: str = "cpu", 
                       name=name, pretrained=pretrained, weights_sha256=sha)
 
 
+def input_size(name: str) -> int:
+    """The image size (pixels, square) the model's preprocessing resizes to, read from its config
+    without building it: what renders should be made at."""
+    check_model_name(name, None)
+    if name.startswith(HF_PREFIX):
+        import json
+
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+        repo = name[len(HF_PREFIX):]
+        path = try_to_load_from_cache(repo_id=repo, filename="open_clip_config.json")
+        if not isinstance(path, str):
+            try:
+                path = hf_hub_download(repo, "open_clip_config.json")
+            except Exception as exc:  # offline or no such repo: the user can still say it
+                raise WeightsUnavailableError(
+                    f"cannot read the input size of model.name={name!r} ({type(exc).__name__}); "
+                    "set render.size explicitly") from exc
+        with open(path, encoding="utf-8") as fh:
+            size = json.load(fh)["model_cfg"]["vision_cfg"].get("image_size", 224)
+    else:
+        size = (open_clip.get_model_config(name) or {}).get("vision_cfg", {}).get("image_size", 224)
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
 def resolve_device(device: str | None) -> str:
     """``auto`` → cuda when available, else cpu."""
     if device in (None, "auto"):

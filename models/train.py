@@ -30,6 +30,9 @@ from .pooling import LEARNED_POOLINGS, make_pooling
 from .registry import ClipBundle, count_params
 
 CHECKPOINT_FORMAT = "clip3d-checkpoint"
+# Per-step curves (the per-epoch ones are in the history): train.step_samples_per_s is one step's
+# speed; train.samples_per_s (per epoch) the running average the run's throughput reports.
+STEP_CURVES = ("train.loss", "lr", "train.step_samples_per_s")
 Callback = Callable[[str, dict], Any]
 
 
@@ -46,6 +49,9 @@ class TrainResult:
     steps: int = 0
     stopped_early: bool = False
     best_val_loss: float | None = None
+    # where training picked up from an earlier process: {"checkpoint", "epoch", "step", "finished"}
+    # ("finished": the checkpoint was complete and reused without a step); None for a fresh start
+    resumed_from: dict | None = None
     step_seconds: list[float] = field(default_factory=list)  # this process's steps (benchmarks)
 
 
@@ -243,6 +249,20 @@ class _Trainer:
         out.update({f"val.{k}": v for k, v in recall_at_k(shapes, temb, owner).items()})
         return out
 
+    def _replay(self, state: dict) -> None:
+        """Send the curves restored from a checkpoint to the callback again, at their own steps, so
+        a resumed or reused run records the whole history, not only what this process trained."""
+        if self.callback is None or self.rank != 0:
+            return
+        log = state.get("step_log") or {}
+        for i in range(int(state["step"])):
+            values = {name: log[name][i] for name in STEP_CURVES
+                      if i < len(log.get(name, ())) and log[name][i] is not None}
+            if values:
+                self.callback("step", {"step": i + 1, **values})
+        for entry in state["history"]:
+            self.callback("epoch", entry)
+
     def run(self) -> TrainResult:
         bundle, cfg = self.bundle, self.cfg
         trainable = [(n, p) for n, p in _container(bundle).named_parameters() if p.requires_grad]
@@ -259,8 +279,10 @@ class _Trainer:
         total = epochs * steps_per_epoch
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, warmup_cosine(int(cfg.get("warmup_steps", 20)), total))
+        # step_log: the per-step curves, kept in the checkpoint so a resumed run re-logs them
         state = {"epoch": 0, "step_in_epoch": 0, "step": 0, "best_val": None, "bad_epochs": 0,
-                 "history": [], "finished": False, "samples": 0, "seconds": 0.0}
+                 "history": [], "finished": False, "samples": 0, "seconds": 0.0,
+                 "step_log": {name: [] for name in STEP_CURVES}}
         last_path = self.out_dir / "last.pt" if self.out_dir else None
         best_path = self.out_dir / "best.pt" if self.out_dir else None
         if last_path is not None and cfg.get("resume", True) and last_path.is_file():
@@ -268,6 +290,12 @@ class _Trainer:
             optimizer.load_state_dict(blob["optimizer"])
             scheduler.load_state_dict(blob["scheduler"])
             state.update(blob["loop"])
+            for name in STEP_CURVES:  # checkpoints from before step logs: unknown steps stay None
+                curve = state["step_log"].setdefault(name, [])
+                curve[:0] = [None] * (int(state["step"]) - len(curve))
+            result.resumed_from = {"checkpoint": str(last_path), "epoch": int(state["epoch"]),
+                                   "step": int(state["step"]), "finished": bool(state["finished"])}
+            self._replay(state)
         self.ddp_model = bundle.model
         if self.world > 1 and not self.mode.cached_features:
             self.ddp_model = nn.parallel.DistributedDataParallel(bundle.model)
@@ -327,7 +355,9 @@ class _Trainer:
                     state["seconds"] += dt
                     bar.update(1)
                     metrics = {"step": state["step"], "epoch": epoch, "train.loss": float(loss.detach()),
-                               "lr": scheduler.get_last_lr()[0], "train.samples_per_s": len(batch) / dt}
+                               "lr": scheduler.get_last_lr()[0], "train.step_samples_per_s": len(batch) / dt}
+                    for name in STEP_CURVES:
+                        state["step_log"].setdefault(name, []).append(metrics[name])
                     bar.set_postfix(loss=f"{metrics['train.loss']:.3f}")
                     if writer is not None:
                         writer.add_scalar("train/loss", float(loss.detach()), state["step"])

@@ -15,6 +15,7 @@ from .batch import (
 )
 from .cameras import RIGS, Camera, look_at, pose_camera
 from .config import pixel_config, render_config_id
+from .content import mesh_content_hash
 from .errors import EGLUnavailableError, MeshLoadError, MeshTooLargeError, MeshWarning, RenderError
 from .gl import RENDERER_VERSION, Lighting, Renderer, RenderOutput, get_renderer, render_views
 from .mesh import load_mesh, normalize_mesh
@@ -24,7 +25,7 @@ __all__ = [
     "RIGS", "Camera", "look_at", "pose_camera",
     "EGLUnavailableError", "MeshLoadError", "MeshTooLargeError", "MeshWarning", "RenderError",
     "RENDERER_VERSION", "Lighting", "Renderer", "RenderOutput", "get_renderer", "render_views",
-    "load_mesh", "normalize_mesh",
+    "load_mesh", "normalize_mesh", "mesh_content_hash",
     "RenderJob", "RenderSummary", "parse_shard", "read_manifest", "render_batch", "render_chunk",
     "shape_dir", "shard_jobs", "view_paths", "pixel_config", "render_config_id", "contact_sheet",
 ]

@@ -21,15 +21,21 @@ from .config import pixel_config, render_config_id
 from .errors import EGLUnavailableError
 
 MANIFEST = "manifest.jsonl"
+MESH_HASH_CACHE = ".mesh_hashes.json"  # (size, mtime) -> hash, for jobs that come without a content hash
 
 
 @dataclass(frozen=True)
 class RenderJob:
-    """One shape to render: ``key`` = model path relative to the dataset root (the shape's identity)."""
+    """One shape to render: ``key`` = model path relative to the dataset root (the shape's identity).
+
+    ``content_hash``: the mesh's :func:`~renderers.content.mesh_content_hash` when the caller knows it
+    (the dataset layer does, from its hash cache); computed here when None.
+    """
 
     key: str
     category: str
     path: str
+    content_hash: str | None = None
 
 
 @dataclass
@@ -124,8 +130,27 @@ def view_paths(render_dir, key: str, manifest: dict | None = None) -> list[Path]
     return [Path(render_dir) / v for v in entry["views"]]
 
 
-def _is_done(render_dir: Path, entry: dict) -> bool:
-    return entry.get("status") == "ok" and all((render_dir / v).is_file() for v in entry["views"])
+def _is_done(render_dir: Path, entry: dict, job: RenderJob) -> bool:
+    """Reusable: rendered from the same mesh content (same pixel config: the folder) and all views there."""
+    return (entry.get("status") == "ok" and entry.get("content_hash") == job.content_hash
+            and all((render_dir / v).is_file() for v in entry["views"]))
+
+
+def with_content_hashes(jobs: list[RenderJob], cache_file, progress: bool = False) -> list[RenderJob]:
+    """``jobs`` with every missing ``content_hash`` filled in (hashes cached in ``cache_file``)."""
+    from dataclasses import replace
+
+    from tqdm.auto import tqdm
+
+    from .content import load_cache, mesh_content_hash, save_cache
+
+    if all(j.content_hash for j in jobs):
+        return jobs
+    cache = load_cache(cache_file)
+    out = [j if j.content_hash else replace(j, content_hash=mesh_content_hash(j.path, cache))
+           for j in tqdm(jobs, desc="hash meshes", unit="mesh", disable=not progress, leave=False)]
+    save_cache(cache_file, cache)
+    return out
 
 
 def _atomic_write_png(image: np.ndarray, path: Path) -> None:
@@ -159,7 +184,8 @@ def render_chunk(pixel_cfg: dict, render_dir: str, jobs: list) -> list[dict]:
         t0 = time.perf_counter()
         entry = {"key": job.key, "category": job.category,
                  "shape": f"{job.category}/{shape_dir(job.key, job.category)}",
-                 "status": "ok", "reason": None, "views": [], "warnings": []}
+                 "content_hash": job.content_hash, "status": "ok", "reason": None, "views": [],
+                 "warnings": []}
         try:
             renderer = renderer or _renderer_for(pixel_cfg)
             with warnings.catch_warnings(record=True) as caught:
@@ -199,7 +225,8 @@ def _chunk_entries(fut, chunk) -> list[dict]:
         raise
     except Exception as exc:  # noqa: BLE001 - the batch goes on; resume retries these shapes
         return [{"key": j.key, "category": j.category,
-                 "shape": f"{j.category}/{shape_dir(j.key, j.category)}", "status": "failed",
+                 "shape": f"{j.category}/{shape_dir(j.key, j.category)}",
+                 "content_hash": j.content_hash, "status": "failed",
                  "reason": f"worker failed: {type(exc).__name__}: {exc}", "views": [],
                  "warnings": [], "seconds": 0.0} for j in chunk]
 
@@ -242,7 +269,9 @@ def render_batch(jobs, out_dir, cfg: dict, shard=(0, 1), scheduler=None, workers
                  chunk_size: int = 4) -> RenderSummary:
     """Render ``jobs`` (``RenderJob``s) with render config ``cfg`` into ``<out_dir>/<config_id>/``.
 
-    Shapes already in the manifest as ``ok`` with all their views on disk are skipped (resume).
+    Shapes already in the manifest as ``ok``, rendered from the same mesh content (``content_hash``:
+    mesh, materials, textures) and with all their views on disk are skipped (resume); a shape whose
+    files changed is rendered again in place.
     ``workers``: local process pool size (None: CPU count; <= 1: in this process); ``scheduler``:
     a Dask scheduler address or ``distributed.Client`` to render on instead. A shape that cannot be
     rendered gets a ``failed`` manifest line with the reason; the batch goes on.
@@ -262,9 +291,9 @@ def render_batch(jobs, out_dir, cfg: dict, shard=(0, 1), scheduler=None, workers
         if folders.setdefault(folder, j.key) != j.key:
             raise ValueError(f"render jobs {folders[folder]!r} and {j.key!r} map to the same "
                              f"folder {folder!r}")
-    mine = shard_jobs(jobs, shard)
+    mine = with_content_hashes(shard_jobs(jobs, shard), Path(out_dir) / MESH_HASH_CACHE, progress)
     manifest = read_manifest(render_dir)
-    todo = [j for j in mine if not (j.key in manifest and _is_done(render_dir, manifest[j.key]))]
+    todo = [j for j in mine if not (j.key in manifest and _is_done(render_dir, manifest[j.key], j))]
     summary = RenderSummary(str(render_dir), config_id, total=len(mine), skipped=len(mine) - len(todo))
     workers = os.cpu_count() or 1 if workers is None else int(workers)
     chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]

@@ -5,8 +5,16 @@ import subprocess
 import pytest
 
 from conftest import PYTHON, python_env
-from harness.config import ConfigError, validate_data, validate_eval, validate_render
+from harness.config import (
+    ConfigError,
+    resolve,
+    resolve_render_size,
+    validate_data,
+    validate_eval,
+    validate_render,
+)
 from harness.experiment import ex
+from models import ModelsError
 
 
 @pytest.fixture
@@ -35,8 +43,36 @@ def test_named_configs_hold_only_differences(cfg):
 
 def test_default_config_is_valid(cfg):
     validate_data(cfg["data"])
-    validate_render(cfg["render"])
+    validate_render(resolve_render_size(cfg)["render"])
     validate_eval(cfg["eval"])
+
+
+@pytest.mark.parametrize("model, size", [("clip3d-tiny", 64), ("ViT-B-32", 224), ("ViT-L-14-336", 336)])
+def test_render_size_defaults_to_the_models_input_size(cfg, model, size, caplog):
+    cfg["model"]["name"] = model
+    assert cfg["render"]["size"] is None
+    assert resolve_render_size(cfg)["render"]["size"] == size
+    assert not caplog.records
+    for name in ("tiny", "quickstart", "synthetic", "pix3d"):  # dataset configs leave it to the model
+        assert "size" not in ex.named_configs[name]().get("render", {}), name
+
+
+def test_explicit_render_size_is_kept_with_one_warning(cfg, caplog):
+    cfg["model"]["name"], cfg["render"]["size"] = "ViT-B-32", 64
+    assert resolve_render_size(cfg)["render"]["size"] == 64
+    (record,) = caplog.records
+    assert record.levelname == "WARNING"
+    assert "render.size=64 differs from the input size of model ViT-B-32 (224 px)" in record.getMessage()
+    cfg["render"]["size"] = 224
+    caplog.clear()
+    resolve_render_size(cfg)
+    assert not caplog.records
+
+
+def test_unknown_model_fails_while_resolving(cfg):
+    cfg["model"]["name"] = "clip3d-giant"
+    with pytest.raises(ModelsError, match="unknown model.name=.clip3d-giant."):
+        resolve(cfg)
 
 
 @pytest.mark.parametrize("split, message", [
@@ -58,9 +94,9 @@ def test_bad_split_is_named(cfg, split, message):
     ("background", [1, 1], "render.background=[1, 1]"),
 ])
 def test_bad_render_values_are_named(cfg, key, value, message):
-    cfg["render"][key] = value
+    render = {**resolve_render_size(cfg)["render"], key: value}
     with pytest.raises(ConfigError) as err:
-        validate_render(cfg["render"])
+        validate_render(render)
     assert message in str(err.value)
 
 

@@ -101,6 +101,8 @@ def test_evaluate_stage_records_everything(setup):
     assert len(prov["weights_sha256"]) == 64 and prov["seed"] == 0
     assert prov["metric_impl"]["meteor"].startswith("METEOR 1.5") and prov["packages"]["numpy"]
     assert prov["counts"] == {"shapes": 3, "texts": 6, "views": 24, "photos": 3}
+    assert prov["renders_fingerprint"] == renders.fingerprint and len(renders.fingerprint) == 16
+    assert prov["render_size"] == 64 and prov["model_input_size"] == 64
     assert result["throughput"]["device"] == "cpu" and result["throughput"]["eval_seconds"] > 0
     # Plain types only, Mongo-safe keys.
     json.dumps(result, allow_nan=True)
@@ -113,6 +115,25 @@ def test_evaluate_stage_records_everything(setup):
     assert np.mean(ps["i2t_R@1"]) == pytest.approx(m["i2t_R@1"])
     assert {"retrieval_examples.png", "caption_samples.csv", "caption_samples.md"} <= set(run.artifacts)
     assert any(name == "eval.retrieval_seconds" for name, _, _ in run.scalars)
+
+
+def test_throughput_of_cached_work_is_marked_never_zero(setup):
+    """Renders and image features all from the caches: no speed figure is made up for them."""
+    from harness.commands.evaluate import evaluate_stage
+    from harness.commands.render import render_stage
+
+    cfg, prepared, renders = setup
+    cfg = copy.deepcopy(cfg)
+    cfg["eval"].update(photo2shape=False, captioning=False, bootstrap=0)
+    assert renders.summary["views"] > 0 and renders.summary["views_per_s"] > 0  # the first render
+    evaluate_stage(cfg, prepared=prepared, renders=renders)  # fills the feature cache (if not yet)
+    cached = render_stage(cfg, prepared=prepared)
+    assert cached.summary["skipped"] == cached.summary["total"] and "views_per_s" not in cached.summary
+    assert cached.fingerprint == renders.fingerprint
+    tp = evaluate_stage(cfg, prepared=prepared, renders=cached)["throughput"]
+    assert tp["render_from_cache"] is True and "render_views_per_s" not in tp
+    assert tp["encode_from_cache"] is True and "encode_images_per_s" not in tp
+    assert all(v != 0 for v in tp.values() if isinstance(v, float))
 
 
 def test_retrieval_captioner_bank_excludes_test_captions(setup, monkeypatch):

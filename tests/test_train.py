@@ -55,7 +55,7 @@ def test_mode_trains_val_loss_falls_and_frozen_weights_untouched(mode, items, tm
     assert 0 < params["trainable"] <= params["total"]
     assert (params["trainable"] == params["total"]) == (mode == "full")
     steps = [m for e, m in events if e == "step"]
-    assert len(steps) == 3 * 2 and {"train.loss", "train.samples_per_s", "lr"} <= set(steps[0])
+    assert len(steps) == 3 * 2 and {"train.loss", "train.step_samples_per_s", "lr"} <= set(steps[0])
     epochs = [m for e, m in events if e == "epoch"]
     assert [m["epoch"] for m in epochs] == [0, 1, 2, 3] and "val.i2t_R@5" in epochs[-1]
     assert (tmp_path / "ck" / "best.pt").is_file() and (tmp_path / "ck" / "last.pt").is_file()
@@ -83,7 +83,9 @@ def test_attention_pooling_is_learned(items, tmp_path):
 def test_resume_after_kill_is_bit_identical(items, tmp_path):
     cfg = dict(CFG, mode="full", epochs=2)
     ref = models.create_model("clip3d-tiny")
-    models.train(ref, *items, cfg, out_dir=tmp_path / "a", progress=False)
+    ref_events = []
+    models.train(ref, *items, cfg, out_dir=tmp_path / "a", progress=False,
+                 callback=lambda e, m: ref_events.append((e, m)))
 
     def kill(event, metrics):
         if event == "step" and metrics["step"] == 3:  # mid-epoch 2
@@ -93,11 +95,35 @@ def test_resume_after_kill_is_bit_identical(items, tmp_path):
         models.train(killed, *items, cfg, callback=kill, out_dir=tmp_path / "b", progress=False)
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["loop"]["step"] == 3
     resumed = models.create_model("clip3d-tiny")
-    result = models.train(resumed, *items, cfg, out_dir=tmp_path / "b", progress=False)
+    events = []
+    result = models.train(resumed, *items, cfg, out_dir=tmp_path / "b", progress=False,
+                          callback=lambda e, m: events.append((e, m)))
     assert result.steps == 4
+    assert result.resumed_from == {"checkpoint": str(tmp_path / "b" / "last.pt"), "epoch": 1, "step": 3,
+                                   "finished": False}
     a, b = trainable_state(ref), trainable_state(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert models.state_sha256(ref.model) == models.state_sha256(resumed.model)
+    # the resumed run reports the whole curve, the killed process's steps and epochs included
+    assert _curves(events) == _curves(ref_events)
+
+    reused = models.create_model("clip3d-tiny")  # the finished checkpoint: no step, every curve
+    events = []
+    result = models.train(reused, *items, cfg, out_dir=tmp_path / "b", progress=False,
+                          callback=lambda e, m: events.append((e, m)))
+    assert result.resumed_from["finished"] and result.steps == 4 and not result.step_seconds
+    assert _curves(events) == _curves(ref_events)
+
+
+def _curves(events):
+    """{(event, name): [(step, value)]} of the deterministic curves (timings differ between runs)."""
+    out = {}
+    for event, m in events:
+        step = m["step"] if event == "step" else m["epoch"]
+        for name, value in m.items():
+            if name.startswith(("val.", "train.loss")):
+                out.setdefault((event, name), []).append((step, value))
+    return out
 
 
 def test_early_stopping_and_checkpoint_reload(items, tmp_path):

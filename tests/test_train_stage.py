@@ -31,11 +31,14 @@ def staged(tmp_path_factory):
     with open(render_dir / "manifest.jsonl", "w") as fh:
         for it in items:
             views = [str(Path(v).relative_to(render_dir)) for v in it.views]
-            fh.write(json.dumps({"key": it.key, "status": "ok", "views": views}) + "\n")
-        fh.write(json.dumps({"key": "model/x/broken/model.obj", "status": "failed", "views": []}) + "\n")
+            fh.write(json.dumps({"key": it.key, "status": "ok", "views": views,
+                                 "content_hash": f"mesh-{it.key}"}) + "\n")
+        fh.write(json.dumps({"key": "model/x/broken/model.obj", "status": "failed", "views": [],
+                             "content_hash": "mesh-broken"}) + "\n")
     keys = [it.key for it in items]
-    shapes = [SimpleNamespace(key=it.key, category=it.category) for it in items]
-    shapes.append(SimpleNamespace(key="model/x/broken/model.obj", category="x"))
+    shapes = [SimpleNamespace(key=it.key, category=it.category, content_hash=f"mesh-{it.key}")
+              for it in items]
+    shapes.append(SimpleNamespace(key="model/x/broken/model.obj", category="x", content_hash="mesh-broken"))
     prepared = SimpleNamespace(
         root=root, dataset=SimpleNamespace(shapes=shapes),
         split=SimpleNamespace(train=keys[:14] + ["model/x/broken/model.obj"], val=keys[14:19], test=keys[19:],
@@ -59,15 +62,28 @@ def test_linear_stage_logs_curves_params_and_probe(staged):
     run = FakeRun()
     stage = train_cmd.train_stage(_cfg(root), run=run, prepared=prepared, renders=renders)
     names = {n for n, _, _ in run.scalars}
-    assert {"train.loss", "train.samples_per_s", "val.loss", "val.i2t_R@5", "probe_top1"} <= names
+    assert {"train.loss", "train.step_samples_per_s", "train.samples_per_s", "val.loss", "val.i2t_R@5",
+            "probe_top1"} <= names
+    assert "reused_checkpoint" not in run.info and "train_from_checkpoint" not in stage.throughput
     assert run.info["params"] == stage.params and stage.params["trainable"] == 128 * 128 * 2 + 256 + 1
     assert 0.0 <= stage.metrics["probe_top1"] <= 1.0
     assert stage.throughput["train_samples_per_s"] > 0
     assert Path(stage.checkpoint).name == "best.pt" and "clip3d-tiny-linear-" in stage.checkpoint
     assert list((root / "feat").glob("clip3d-tiny-*/cfg123/images.pt"))  # cache keyed by render config id
-    # a rerun reuses the finished checkpoint: same weights, no new steps
-    again = train_cmd.train_stage(_cfg(root), run=None, prepared=prepared, renders=renders)
+    # a rerun reuses the finished checkpoint: same weights, no new steps, yet the same curves recorded
+    rerun = FakeRun()
+    again = train_cmd.train_stage(_cfg(root), run=rerun, prepared=prepared, renders=renders)
     assert torch.equal(again.bundle.heads.image.weight, stage.bundle.heads.image.weight)
+    assert rerun.info["reused_checkpoint"].endswith("last.pt") and "resumed_from" not in rerun.info
+
+    def curve(scalars, name):
+        return [(step, value) for n, value, step in scalars if n == name]
+    for name in ("train.loss", "val.loss", "val.i2t_R@5", "probe_top1"):
+        assert curve(rerun.scalars, name) == curve(run.scalars, name) != [], name
+    steps = [s for s, _ in curve(rerun.scalars, "train.step_samples_per_s")]
+    assert steps == sorted(set(steps))  # one value per step: per-epoch speed has its own name
+    assert again.throughput == {"train_samples_per_s": stage.throughput["train_samples_per_s"],
+                                "train_from_checkpoint": True}
 
 
 def test_mode_none_returns_the_model_as_loaded(staged):

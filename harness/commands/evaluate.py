@@ -132,7 +132,11 @@ def _photo_queries(prepared, keys: set, work: Path, size: int, use_mask: bool):
         if not img_path.is_file():
             continue
         mask_path = None if mask is None else (Path(mask) if Path(mask).is_absolute() else root / mask)
-        name = hashlib.sha1(f"{img_path}|{bbox}|{use_mask}|{size}".encode()).hexdigest()[:16] + ".png"
+        # the sources' size and mtime are in the name: a replaced photo or mask is cropped again
+        stamps = [(st.st_size, st.st_mtime_ns) for st in (p.stat() for p in (img_path, mask_path)
+                                                          if p is not None and p.is_file())]
+        name = hashlib.sha1(f"{img_path}|{mask_path}|{stamps}|{bbox}|{use_mask}|{size}".encode()
+                            ).hexdigest()[:16] + ".png"
         out = work / name
         if not out.is_file():
             crop_photo(img_path, bbox, mask_path, size, use_mask).save(out)
@@ -149,6 +153,8 @@ def _provenance(cfg, prepared, renders, bundle, trained, checkpoint) -> dict:
         "split": getattr(prepared.split, "split_id", None),
         "eval_split": cfg["eval"].get("split", "test"),
         "render_config_id": getattr(renders, "config_id", None),
+        "renders_fingerprint": getattr(renders, "fingerprint", None),
+        "render_size": cfg["render"].get("size"), "model_input_size": bundle.image_size,
         "model": bundle.name, "pretrained": bundle.pretrained, "weights_sha256": bundle.weights_sha256,
         "train_mode": getattr(bundle, "mode", None) or cfg.get("train", {}).get("mode"),
         "pooling": cfg["model"].get("pooling"),
@@ -221,9 +227,10 @@ def evaluate_stage(cfg: dict, run=None, prepared=None, renders=None, trained=Non
     keys = [it.key for it in test_items]
 
     with torch.no_grad():
+        encode_stats: dict = {}
         with _timer(timings, "encode_images"):
             shape_emb = models.encode_shapes(bundle, [it.views for it in test_items], cache_dir=features_dir,
-                                             render_config_id=config_id).numpy()
+                                             render_config_id=config_id, stats=encode_stats).numpy()
         n_views = sum(len(it.views) for it in test_items)
         texts = [c for it in test_items for c in it.captions]
         text_shape = [it.key for it in test_items for _ in it.captions]
@@ -266,10 +273,15 @@ def evaluate_stage(cfg: dict, run=None, prepared=None, renders=None, trained=Non
     eval_seconds = time.perf_counter() - start
     throughput = dict(getattr(trained, "throughput", None) or {})
     summary = getattr(renders, "summary", None) or {}
+    # A figure only for work this run did; work taken from a cache is marked, never recorded as 0.
     if isinstance(summary, dict) and summary.get("views_per_s") is not None:
         throughput["render_views_per_s"] = float(summary["views_per_s"])
-    if timings.get("encode_images"):
-        throughput["encode_images_per_s"] = n_views / timings["encode_images"]
+    elif isinstance(summary, dict) and summary.get("total"):
+        throughput["render_from_cache"] = True
+    if encode_stats.get("encoded") and timings.get("encode_images"):
+        throughput["encode_images_per_s"] = encode_stats["encoded"] / timings["encode_images"]
+    elif encode_stats.get("cached"):
+        throughput["encode_from_cache"] = True
     throughput.update({"eval_seconds": eval_seconds, "device": _device_name(bundle),
                        **{f"eval_{k}_seconds": v for k, v in timings.items()}})
     result = plain({"metrics": metrics, "ci95": ci95, "per_category": per_cat, "throughput": throughput,
@@ -402,8 +414,7 @@ def caption_table(work: Path, samples: dict, n: int = 20) -> tuple[Path, Path]:
 @ex.command
 def evaluate(_config, _run):
     """Evaluate ``model.name`` (``eval.checkpoint``, or as loaded: untrained / zero-shot) on eval.split."""
-    from harness.config import validate
+    from harness.config import resolve
 
-    cfg = dict(_config)
-    validate(cfg)
+    cfg = resolve(dict(_config))
     return evaluate_stage(cfg, run=_run)

@@ -1,6 +1,7 @@
 """The ``render`` command and stage: every shape of the dataset → multi-view PNGs + manifest."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -10,23 +11,61 @@ MAX_FAILURES_IN_INFO = 100  # run.info stays small on a badly broken dataset; th
 
 
 class RenderStage(NamedTuple):
-    """Where the renders of this config live, its id, and the batch summary (plain dict)."""
+    """Where the renders of this config live, its id, the batch summary (plain dict) and the
+    fingerprint of what was rendered (two runs saw the same images only when it is the same)."""
 
     render_dir: str
     config_id: str
     summary: dict
+    fingerprint: str | None = None
+
+
+def _mesh_file(prepared, shape) -> str:
+    path = Path(shape.mesh_path)
+    return str(path if path.is_absolute() else Path(getattr(prepared, "root", ".")) / path)
+
+
+def content_hashes(prepared) -> dict[str, str]:
+    """``{shape key: mesh content hash}``: the data layer's (cached) hashes; computed for datasets
+    that come without them."""
+    from renderers import mesh_content_hash
+
+    return {s.key: getattr(s, "content_hash", None) or mesh_content_hash(_mesh_file(prepared, s))
+            for s in prepared.dataset.shapes}
 
 
 def render_jobs(prepared) -> list:
     """One ``RenderJob`` per shape of ``prepared.dataset`` (key = model path rel. to the dataset root)."""
     from renderers import RenderJob
 
-    root = Path(getattr(prepared, "root", "."))
-    jobs = []
-    for shape in prepared.dataset.shapes:
-        path = Path(shape.mesh_path)
-        jobs.append(RenderJob(shape.key, shape.category, str(path if path.is_absolute() else root / path)))
-    return jobs
+    hashes = content_hashes(prepared)
+    return [RenderJob(s.key, s.category, _mesh_file(prepared, s), hashes[s.key])
+            for s in prepared.dataset.shapes]
+
+
+def usable_views(prepared, render_dir) -> dict[str, list[str]]:
+    """``{shape key: view files}`` of the shapes whose renders in ``render_dir`` came from the mesh
+    content this dataset has now (a stale entry, e.g. from a shard rendered for another dataset with
+    the same paths, is not usable). The one place that decides which cached images a run sees."""
+    from renderers import read_manifest
+
+    manifest = read_manifest(render_dir)
+    out = {}
+    for key, content_hash in content_hashes(prepared).items():
+        entry = manifest.get(key) or {}
+        if entry.get("status") == "ok" and entry.get("content_hash") == content_hash:
+            out[key] = [str(Path(render_dir) / v) for v in entry.get("views", [])]
+    return out
+
+
+def renders_fingerprint(config_id: str, prepared, usable: dict) -> str:
+    """16 hex digits over the render config id and the (shape key, mesh content hash) pairs of the
+    usable renders: two runs saw the same images only when their fingerprints agree."""
+    h = hashlib.sha256(config_id.encode())
+    hashes = content_hashes(prepared)
+    for key in sorted(usable):
+        h.update(f"\0{key}\0{hashes[key]}".encode())
+    return h.hexdigest()[:16]
 
 
 def _sheet_views(n_views: int, n: int = 4) -> list[int]:
@@ -35,7 +74,8 @@ def _sheet_views(n_views: int, n: int = 4) -> list[int]:
 
 def render_stage(cfg: dict, run=None, prepared=None) -> RenderStage:
     """Render the dataset's shapes with ``cfg["render"]`` (resumable); with a Sacred ``run``, log
-    ``render.views_per_s``, put the summary in ``run.info["render"]`` and attach a contact sheet."""
+    ``render.views_per_s`` (only when this run rendered something: a cache hit is not a speed), put
+    the summary in ``run.info["render"]`` and attach a contact sheet."""
     from harness.config import validate_render
     from renderers import contact_sheet, read_manifest, render_batch
 
@@ -50,11 +90,15 @@ def render_stage(cfg: dict, run=None, prepared=None) -> RenderStage:
                            scheduler=render_cfg.get("scheduler"), workers=render_cfg.get("workers"),
                            progress=True)
     info = summary.as_dict()
+    if not summary.views:
+        del info["views_per_s"]  # nothing rendered: no figure rather than a false 0
+    manifest = read_manifest(summary.render_dir)
+    fingerprint = renders_fingerprint(summary.config_id, prepared, usable_views(prepared, summary.render_dir))
     if run is not None:
-        run.log_scalar("render.views_per_s", float(summary.views_per_s))
+        if summary.views:
+            run.log_scalar("render.views_per_s", float(summary.views_per_s))
         failures = dict(list(info["failures"].items())[:MAX_FAILURES_IN_INFO])
-        run.info["render"] = {**info, "failures": failures}
-        manifest = read_manifest(summary.render_dir)
+        run.info["render"] = {**info, "failures": failures, "fingerprint": fingerprint}
         ok = [j.key for j in jobs if manifest.get(j.key, {}).get("status") == "ok"][:8]
         if ok:
             n_views = len(manifest[ok[0]]["views"])
@@ -62,10 +106,12 @@ def render_stage(cfg: dict, run=None, prepared=None) -> RenderStage:
             path = Path(summary.render_dir) / f"contact_sheet_{shard}.png"
             contact_sheet(summary.render_dir, ok, views=_sheet_views(n_views), size=128).save(path)
             run.add_artifact(str(path), name="render_contact_sheet.png")
-    return RenderStage(summary.render_dir, summary.config_id, info)
+    return RenderStage(summary.render_dir, summary.config_id, info, fingerprint)
 
 
 @ex.command
 def render(_config, _run):
     """Render every shape of the dataset into multi-view PNGs (resumable; failures are counted, not fatal)."""
-    return render_stage(dict(_config), _run).summary
+    from harness.config import resolve_render_size
+
+    return render_stage(resolve_render_size(dict(_config)), _run).summary

@@ -1,5 +1,5 @@
 """The default command: render → train → evaluate, recorded as one run."""
-from harness.config import validate
+from harness.config import resolve
 from harness.experiment import ex
 
 
@@ -10,7 +10,7 @@ def run_stages(cfg: dict, run=None) -> dict:
     from harness.commands.train import train_stage
     from harness.data import prepare
 
-    validate(cfg)
+    cfg = resolve(cfg)
     prepared = prepare(cfg["data"], cfg["seed"])
     renders = render_stage(cfg, run=run, prepared=prepared)
     trained = train_stage(cfg, run=run, prepared=prepared, renders=renders)

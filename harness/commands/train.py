@@ -32,28 +32,29 @@ class TrainStage:
     run_dir: str | None = None
 
 
-def run_key(cfg: dict, weights_sha256: str, render_config_id: str | None, split_id: str | None,
+def run_key(cfg: dict, weights_sha256: str, renders_id: str | None, split_id: str | None,
             world: int = 1) -> str:
-    """Checkpoint folder name: model, mode and a hash of everything that changes the trained weights."""
+    """Checkpoint folder name: model, mode and a hash of everything that changes the trained weights.
+
+    ``renders_id``: the renders fingerprint (pixel config and every shape's mesh content), so a
+    checkpoint trained on other images is never reused.
+    """
     train_cfg = {k: v for k, v in sorted(cfg["train"].items()) if k not in _NOT_IN_RUN_KEY}
     ident = {"model": cfg["model"]["name"], "pretrained": cfg["model"].get("pretrained"),
              "weights": weights_sha256, "pooling": cfg["model"].get("pooling"), "train": train_cfg,
-             "render": render_config_id, "split": split_id, "seed": cfg.get("seed", 0), "world": world}
+             "render": renders_id, "split": split_id, "seed": cfg.get("seed", 0), "world": world}
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
     safe = str(cfg["model"]["name"]).replace("/", "_").replace(":", "_")
     return f"{safe}-{cfg['train']['mode']}-{digest}"
 
 
 def shape_items(prepared, render_dir: str, keys) -> list:
-    """ShapeItems of ``keys`` from the render manifest (failed or missing renders are skipped)."""
+    """ShapeItems of ``keys`` with usable renders (failed, missing or stale renders are skipped)."""
+    from harness.commands.render import usable_views
     from models import make_items
-    from renderers import read_manifest
 
-    manifest = read_manifest(render_dir)
-    views = {k: [str(Path(render_dir) / v) for v in e.get("views", [])]
-             for k, e in manifest.items() if e.get("status") == "ok"}
     categories = {s.key: s.category for s in prepared.dataset.shapes}
-    return make_items(list(keys), views, prepared.captions, categories)
+    return make_items(list(keys), usable_views(prepared, render_dir), prepared.captions, categories)
 
 
 def _log_callback(run):
@@ -122,7 +123,8 @@ def train_stage(cfg: dict, run=None, prepared=None, renders=None) -> TrainStage:
     train_items = shape_items(prepared, render_dir, prepared.split.train)
     val_items = shape_items(prepared, render_dir, prepared.split.val)
     split_id = getattr(prepared.split, "split_id", None)
-    run_dir = Path(train_cfg.get("out", "runs/checkpoints")) / run_key(cfg, bundle.weights_sha256, config_id,
+    renders_id = getattr(renders, "fingerprint", None) or config_id
+    run_dir = Path(train_cfg.get("out", "runs/checkpoints")) / run_key(cfg, bundle.weights_sha256, renders_id,
                                                                        split_id, world)
     features_dir = train_cfg.get("features_dir", "runs/features")
     result = models.train(bundle, train_items, val_items, train_cfg, callback=_log_callback(run),
@@ -132,11 +134,19 @@ def train_stage(cfg: dict, run=None, prepared=None, renders=None) -> TrainStage:
     if train_cfg["mode"] == "linear":
         metrics = _probe(bundle, prepared, render_dir, config_id, features_dir, train_items, val_items,
                          cfg.get("seed", 0))
+    resumed = result.resumed_from
     if run is not None:
         run.info["params"] = dict(result.params)
+        if resumed and resumed["finished"]:
+            run.info["reused_checkpoint"] = resumed["checkpoint"]  # no step trained in this run
+        elif resumed:
+            run.info["resumed_from"] = resumed
         for name, value in metrics.items():
             run.log_scalar(name, float(value), 0)
+    # The speed of the steps that made the weights; marked when they were made by an earlier run.
     throughput = {"train_samples_per_s": float(result.samples_per_s)} if result.steps else {}
+    if result.steps and resumed and resumed["finished"]:
+        throughput["train_from_checkpoint"] = True
     return TrainStage(bundle=bundle, checkpoint=result.checkpoint, history=result.history,
                       throughput=throughput, metrics=metrics, params=result.params, run_dir=str(run_dir))
 
@@ -161,10 +171,9 @@ def _probe(bundle, prepared, render_dir, config_id, features_dir, train_items, v
 @ex.command
 def train(_config, _run):
     """Render what is missing and train ``model.name`` in ``train.mode``; checkpoints under train.out."""
-    from harness.config import validate
+    from harness.config import resolve
 
-    cfg = dict(_config)
-    validate(cfg)
+    cfg = resolve(dict(_config))
     stage = train_stage(cfg, run=_run)
     last = stage.history[-1] if stage.history else {}
     return {"checkpoint": stage.checkpoint, "params": stage.params, "metrics": stage.metrics,

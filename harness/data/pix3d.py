@@ -58,6 +58,7 @@ class Shape:
     variant: str  # the mesh file's stem ("model" for model.obj)
     mesh_path: Path
     source: str | None = None
+    content_hash: str | None = None  # mesh + materials + textures (renders are reused only on a match)
     photos: list = field(default_factory=list)
 
 
@@ -201,42 +202,29 @@ def read_entries(root) -> list:
     return data
 
 
-def _file_sha(path: Path, cache: dict) -> str:
-    st = path.stat()
-    hit = cache.get(str(path))
-    if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-        return hit[2]
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    cache[str(path)] = [st.st_size, st.st_mtime_ns, h.hexdigest()]
-    return cache[str(path)][2]
+def fingerprint(root, model_keys) -> tuple[str, dict[str, str]]:
+    """Content hash of pix3d.json and every mesh (+ its .mtl) named in ``model_keys`` (16 hex digits),
+    and each mesh's own content hash (its bytes, materials and textures: what a cached render of it
+    is checked against; see ``renderers.mesh_content_hash``).
 
-
-def fingerprint(root, model_keys) -> str:
-    """Content hash of pix3d.json and every mesh (+ its .mtl) named in ``model_keys``: 16 hex digits.
-
-    File hashes are cached in ``<root>/.clip3d_fingerprint.json`` keyed by size and mtime (best effort).
+    File hashes are cached in ``<root>/.clip3d_fingerprint.json`` keyed by size and mtime (best effort),
+    so a warm load only stats the files.
     """
+    from renderers.content import file_sha256, load_cache, mesh_content_hash, save_cache
+
     root = Path(root)
-    cache_file = root / FINGERPRINT_CACHE
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
+    cache = load_cache(root / FINGERPRINT_CACHE)
     h = hashlib.sha256()
-    h.update(_file_sha(root / "pix3d.json", cache).encode())
+    h.update(file_sha256(root / "pix3d.json", cache).encode())
+    shape_hashes = {}
     for key in sorted(set(model_keys)):
-        h.update(key.encode() + b"\0" + _file_sha(root / key, cache).encode())
+        h.update(key.encode() + b"\0" + file_sha256(root / key, cache).encode())
         mtl = (root / key).with_suffix(".mtl")
         if mtl.is_file():
-            h.update(_file_sha(mtl, cache).encode())
-    try:
-        cache_file.write_text(json.dumps(cache))
-    except OSError:
-        pass  # read-only dataset: hashing again next time is fine
-    return h.hexdigest()[:16]
+            h.update(file_sha256(mtl, cache).encode())
+        shape_hashes[key] = mesh_content_hash(root / key, cache)
+    save_cache(root / FINGERPRINT_CACHE, cache)
+    return h.hexdigest()[:16], shape_hashes
 
 
 def load_pix3d(root, strict: bool = True, exclude_truncated: bool = False,
@@ -288,6 +276,8 @@ def load_pix3d(root, strict: bool = True, exclude_truncated: bool = False,
         s.source = s.source or p.model_source
         s.photos.append(p)
     ordered = sorted(shapes.values(), key=lambda s: (CATEGORIES.index(s.category), s.key))
-    return Dataset(root=root, shapes=ordered, photos=photos, fingerprint=fingerprint(root, all_models),
-                   report=report)
+    dataset_hash, shape_hashes = fingerprint(root, all_models)
+    for s in ordered:
+        s.content_hash = shape_hashes[s.key]
+    return Dataset(root=root, shapes=ordered, photos=photos, fingerprint=dataset_hash, report=report)
 
