@@ -80,3 +80,49 @@ def test_bench_reader(benchmark, tmp_path):
                                  "json_load_s": round(ref, 5),
                                  "ratio_vs_json_load": None if np.isnan(mean) else round(mean / ref, 2)})
     assert len(ds.photos) > 0
+
+
+def _mesh_tree(root, n: int, faces: int = 400) -> list:
+    """``n`` OBJ meshes, each with an .mtl and a texture: the files a content hash covers."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        folder = root / f"model/chair/S{i:05d}"
+        folder.mkdir(parents=True)
+        verts = "".join(f"v {x:.5f} {y:.5f} {z:.5f}\n" for x, y, z in rng.random((faces // 2, 3)))
+        tris = "".join(f"f {a} {b} {c}\n" for a, b, c in rng.integers(1, faces // 2, (faces, 3)))
+        (folder / "model.obj").write_text(f"mtllib model.mtl\nusemtl m\n{verts}{tris}")
+        (folder / "model.mtl").write_text("newmtl m\nKd 0.5 0.5 0.5\nmap_Kd texture.png\n")
+        (folder / "texture.png").write_bytes(rng.bytes(2048))
+        paths.append(folder / "model.obj")
+    return paths
+
+
+def test_bench_mesh_content_hash(benchmark, tmp_path):
+    """Content hashes of a 10k-mesh dataset (mesh + .mtl + texture each): the first pass reads every
+    byte (the reference), later runs only stat the files against the cache persisted between runs."""
+    from renderers.content import load_cache, mesh_content_hash, save_cache
+
+    n = 300 if benchmark.disabled else 10_000
+    paths = _mesh_tree(tmp_path / "ds", n)
+    cache_file = tmp_path / "hashes.json"
+    t0 = time.perf_counter()
+    cache = {}
+    cold = [mesh_content_hash(p, cache) for p in paths]
+    save_cache(cache_file, cache)
+    cold_s = time.perf_counter() - t0
+
+    def warm():
+        cache = load_cache(cache_file)
+        return [mesh_content_hash(p, cache) for p in paths]
+
+    assert benchmark(warm) == cold
+    warm_s = benchmark.stats.stats.min if not benchmark.disabled else float("nan")
+    size = sum(f.stat().st_size for f in (tmp_path / "ds").rglob("*") if f.is_file())
+    benchmark.extra_info.update({
+        "meshes": n, "dataset_mb": round(size / 1e6, 1), "cold_s": round(cold_s, 3),
+        "warm_s": None if np.isnan(warm_s) else round(warm_s, 3),
+        "warm_us_per_mesh": None if np.isnan(warm_s) else round(warm_s / n * 1e6, 1),
+        "cold_over_warm": None if np.isnan(warm_s) else round(cold_s / warm_s, 2)})
+    if not benchmark.disabled:
+        assert warm_s < 2.0, f"warm hashing of {n} meshes took {warm_s:.2f} s"

@@ -95,22 +95,22 @@ def file_sha256(path: str | os.PathLike, cache: dict | None = None) -> str | Non
 
 def mesh_content_hash(path: str | os.PathLike, cache: dict | None = None) -> str:
     """16-hex-digit identity of a mesh: its bytes and those of every file it references (by name
-    relative to the mesh, missing ones included as missing). ``cache``: see the module docstring."""
+    relative to the mesh, missing ones included as missing). ``cache``: see the module docstring;
+    while no file's (size, mtime) changed, a call costs one stat per file."""
     path = Path(path)
-    refs = cache.setdefault("refs", {}) if cache is not None else {}
+    meshes = cache.setdefault("meshes", {}) if cache is not None else {}
     stamp = _stamp(path)
-    hit = refs.get(str(path))
-    if hit and hit[0] == stamp:
-        deps = [Path(d) for d in hit[1]]
-    else:
-        deps = referenced_files(path) if stamp is not None else []
-        refs[str(path)] = [stamp, [str(d) for d in deps]]
+    hit = meshes.get(str(path))  # [mesh stamp, [referenced files], [their stamps], hash]
+    if hit and hit[0] == stamp and [_stamp(Path(d)) for d in hit[1]] == hit[2]:
+        return hit[3]
+    deps = referenced_files(path) if stamp is not None else []
     h = hashlib.sha256(f"clip3d-mesh-v{CONTENT_HASH_VERSION}\0".encode())
     h.update(f"{path.name}\0{file_sha256(path, cache)}\0".encode())
     for dep in deps:
-        rel = os.path.relpath(dep, path.parent)
-        h.update(f"{rel}\0{file_sha256(dep, cache)}\0".encode())
-    return h.hexdigest()[:16]
+        h.update(f"{os.path.relpath(dep, path.parent)}\0{file_sha256(dep, cache)}\0".encode())
+    digest = h.hexdigest()[:16]
+    meshes[str(path)] = [stamp, [str(d) for d in deps], [_stamp(d) for d in deps], digest]
+    return digest
 
 
 def load_cache(path: str | os.PathLike) -> dict:

@@ -44,7 +44,8 @@ def test_referenced_files_follow_mtllib_and_texture_maps(tmp_path):
                                       tmp_path / "n.png"]
     gltf = tmp_path / "s.gltf"
     inline = "data:application/octet-stream;base64,AA"
-    gltf.write_text(json.dumps({"buffers": [{"uri": "s.bin"}, {"uri": inline}], "images": [{"uri": "c.png"}]}))
+    gltf.write_text(json.dumps({"buffers": [{"uri": "s.bin"}, {"uri": inline}],
+                                "images": [{"uri": "c.png"}]}))
     assert referenced_files(gltf) == [tmp_path / "s.bin", tmp_path / "c.png"]
 
 
