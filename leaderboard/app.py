@@ -111,7 +111,7 @@ def view_leaderboard(frame: pd.DataFrame, metrics: list[str]) -> None:
     else:
         table = q.rank_runs(frame, metric)
         table = table[["rank", "rank_interval", "run_id", "model", "pretrained", "mode", *shown, "pooling",
-                       "dataset", "seed", "state", "tags"]]
+                       "dataset", "seed", "state", "training", "tags"]]
     # deferred: the CSV of every filtered run is built only when the button is clicked
     st.download_button("Download CSV", lambda: q.to_csv(table), file_name="leaderboard.csv", mime="text/csv",
                        key="csv")

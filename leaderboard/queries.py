@@ -26,7 +26,7 @@ from harness.tracking import PROBABLY_DEAD as PROBABLY_DEAD  # re-exported for t
 DEFAULT_METRIC = "i2t_R@1"
 GROUP_KEYS = ["model", "pretrained", "mode", "pooling", "dataset"]
 ID_COLUMNS = ["run_id", "experiment", "state", "status", "start_time", "model", "pretrained", "mode",
-              "pooling", "dataset", "seed", "tags", "notes", "params"]
+              "pooling", "dataset", "seed", "tags", "notes", "params", "training"]
 THROUGHPUT_PREFIX = "tp_"
 SEARCH_COLUMN = "_search"
 SEARCHED = ["run_id", "experiment", "model", "pretrained", "mode", "pooling", "dataset", "tags", "notes",
@@ -36,9 +36,10 @@ RUN_FIELDS = ["experiment.name", "status", "start_time", "stop_time", "heartbeat
               "config.model.name", "config.model.pretrained", "config.model.pooling", "config.train.mode",
               "config.data.root", "config.data.synth_preset", "config.seed",
               "result.metrics", "result.ci95", "result.throughput", "result.provenance.dataset_fingerprint",
-              "omniboard.tags", "omniboard.notes", "meta.comment", "info.params"]
+              "omniboard.tags", "omniboard.notes", "meta.comment", "info.params",
+              "info.reused_checkpoint", "info.resumed_from"]
 # Bumped whenever RUN_FIELDS or run_row change what a row holds: older cached rows are rebuilt.
-ROW_CACHE_VERSION = 1
+ROW_CACHE_VERSION = 2
 INDEXES = {"runs": [[("status", 1)], [("start_time", -1)], [("experiment.name", 1)]],
            "metrics": [[("run_id", 1), ("name", 1)]]}
 _INDEXED: set = set()
@@ -101,6 +102,16 @@ def params_count(value) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
+def training_note(doc: dict) -> str:
+    """How the run got its weights when not by training from scratch in this run ("" otherwise)."""
+    if get_path(doc, "info.reused_checkpoint"):
+        return "reused checkpoint"
+    resumed = get_path(doc, "info.resumed_from")
+    if isinstance(resumed, dict):
+        return f"resumed at step {resumed.get('step', '?')}"
+    return ""
+
+
 def run_row(doc: dict, now: dt.datetime | None = None) -> tuple[dict | None, str | None]:
     """One table row from a projected run document, or ``(None, reason)`` when it must be skipped."""
     model = get_path(doc, "config.model.name")
@@ -129,6 +140,7 @@ def run_row(doc: dict, now: dt.datetime | None = None) -> tuple[dict | None, str
         "tags": ", ".join(str(t) for t in tags) if isinstance(tags, list) else str(tags),
         "notes": str(get_path(doc, "omniboard.notes") or get_path(doc, "meta.comment") or ""),
         "params": params_count(get_path(doc, "info.params")),
+        "training": training_note(doc),
         "ci95": get_path(doc, "result.ci95") if isinstance(get_path(doc, "result.ci95"), dict) else {},
     }
     # what the free-text filter searches, built once per load (a row-wise join per keystroke is slow)

@@ -69,6 +69,15 @@ def test_load_runs_projects_rows_and_metrics(filled):
     assert len(db.runs.index_information()) >= 4, keys  # _id + status, start_time, experiment.name
 
 
+def test_rows_say_how_a_run_got_its_weights():
+    base = next(r for r in demo.make_runs(4, seed=5) if r["status"] == "COMPLETED")
+    fresh, _ = q.run_row(base)
+    reused, _ = q.run_row({**base, "info": {**base["info"], "reused_checkpoint": "ck/last.pt"}})
+    resumed, _ = q.run_row({**base, "info": {**base["info"], "resumed_from": {"step": 40, "epoch": 2}}})
+    assert (fresh["training"], reused["training"], resumed["training"]) == (
+        "", "reused checkpoint", "resumed at step 40")
+
+
 def test_malformed_documents_are_skipped_and_counted(mongo_client):
     mongo_client.drop_database("lb_malformed")
     db = mongo_client["lb_malformed"]
