@@ -17,13 +17,22 @@ from .cameras import RIGS, Camera, look_at, pose_camera
 from .config import pixel_config, render_config_id
 from .content import mesh_content_hash
 from .errors import EGLUnavailableError, MeshLoadError, MeshTooLargeError, MeshWarning, RenderError
-from .gl import RENDERER_VERSION, Lighting, Renderer, RenderOutput, get_renderer, render_views
+from .gl import (
+                 RENDERER_VERSION,
+                 GLContextLostError,
+                 Lighting,
+                 Renderer,
+                 RenderOutput,
+                 get_renderer,
+                 render_views,
+)
 from .mesh import load_mesh, normalize_mesh
 from .sheet import contact_sheet
 
 __all__ = [
     "RIGS", "Camera", "look_at", "pose_camera",
-    "EGLUnavailableError", "MeshLoadError", "MeshTooLargeError", "MeshWarning", "RenderError",
+    "EGLUnavailableError", "GLContextLostError", "MeshLoadError", "MeshTooLargeError", "MeshWarning",
+    "RenderError",
     "RENDERER_VERSION", "Lighting", "Renderer", "RenderOutput", "get_renderer", "render_views",
     "load_mesh", "normalize_mesh", "mesh_content_hash",
     "RenderJob", "RenderSummary", "parse_shard", "read_manifest", "render_batch", "render_chunk",
