@@ -13,7 +13,9 @@ MongoDB by :func:`push_run`, which is idempotent (run twice = once):
 The documents are Sacred's MongoObserver format, so Omniboard and our leaderboard read both.
 When the store is unreachable the run goes on (one warning with the masked URL and the spool dir);
 each later event retries; what never made it stays in the spool (the "failure dir") until
-``python -m harness sync`` uploads it. Passwords in URLs are masked before anything is written.
+``python -m harness sync`` uploads it. A finished run's folder is removed once the store provably
+holds all of it (``harness.spool``; ``store.spool_keep_days`` keeps it longer, ``sync --prune``
+cleans an old spool). Passwords in URLs are masked before anything is written.
 """
 from __future__ import annotations
 
@@ -434,6 +436,8 @@ class SpoolingMongoObserver(RunObserver):
     overwrite_id: _id of an existing (queued) run document this run takes over.
     retry_s: while the store is down, try again at most this often.
     final_attempts: pushes tried (``timeout_s`` each, 1 s apart) when the run ends.
+    keep_days: keep the finished run's spool folder this many days (0: remove it once the store
+    holds all of it; later ones go at ``sync --prune``).
     """
 
     priority = 30
@@ -441,12 +445,13 @@ class SpoolingMongoObserver(RunObserver):
     def __init__(self, url: str | None = None, db_name: str = DEFAULT_DB,
                  spool: str | os.PathLike = DEFAULT_SPOOL, store_dir=None,
                  overwrite_id: int | None = None, timeout_s: float = 3.0,
-                 retry_s: float = 10.0, final_attempts: int = 3):
+                 retry_s: float = 10.0, final_attempts: int = 3, keep_days: float = 0):
         self.connection = _Connection(url, store_dir, db_name, timeout_s)
         self.spool = Path(spool).expanduser().resolve()
         self.overwrite_id = overwrite_id
         self.retry_s = retry_s
         self.final_attempts = final_attempts
+        self.keep_days = float(keep_days or 0)
         self.run: SpoolRun | None = None
         self.online = False
         self._next_try = 0.0
@@ -533,6 +538,7 @@ class SpoolingMongoObserver(RunObserver):
             elif _id is not None:
                 self.run.state["wanted_id"] = _id
             self.run.state["db"] = self.connection.db_name
+            self.run.state["keep_days"] = self.keep_days  # sync --prune honours the run's own setting
             self.run.add_sources(ex_info)
             self._push(force=True)
             return self.run.state.get("run_id")
@@ -598,15 +604,34 @@ class SpoolingMongoObserver(RunObserver):
                 self.run.write_state()
             else:
                 log.warning("run kept in %s; upload it with `python -m harness sync`", self.run.path)
+            if pushed and self.keep_days <= 0:
+                self._prune()  # still holding the lock: no sync can take the folder meanwhile
             self.run.unlock()
+
+    def _prune(self) -> None:
+        """Remove the finished run's spool folder if the store provably holds all of it; else say why not."""
+        from harness.spool import prune_run
+
+        try:
+            result = prune_run(self.connection.db(), self.run, keep_days=0, holding_lock=True)
+        except Exception as exc:  # the run is recorded; only its cleanup failed
+            result = None
+            reason = f"checking the store failed ({type(exc).__name__})"
+        else:
+            reason = result.reason
+        if result is None or not result.removed:
+            log.warning("run kept in %s: %s; `python -m harness sync --prune` uploads what is missing "
+                        "and removes it", self.run.path, reason)
 
     def join(self):
         pass
 
 
 def make_observer(store_cfg: dict | None = None, url: str | None = None, **kwargs) -> SpoolingMongoObserver:
-    """The observer for a run with the given ``store`` config (url, dir, db, spool); ``url`` wins over it."""
+    """The observer for a run with the given ``store`` config (url, dir, db, spool, spool_keep_days);
+    ``url`` wins over it."""
     store_cfg = dict(store_cfg or {})
+    kwargs.setdefault("keep_days", store_cfg.get("spool_keep_days") or 0)
     return SpoolingMongoObserver(url=url or store_cfg.get("url"), db_name=store_cfg.get("db") or DEFAULT_DB,
                                  spool=store_cfg.get("spool") or DEFAULT_SPOOL,
                                  store_dir=store_cfg.get("dir"), **kwargs)
@@ -625,63 +650,117 @@ class SyncReport:
     live: list = dataclasses.field(default_factory=list)
     failed: list = dataclasses.field(default_factory=list)  # (dir name, reason)
     run_ids: dict = dataclasses.field(default_factory=dict)  # dir name -> _id in the store
+    removed: list = dataclasses.field(default_factory=list)  # folders deleted: the store holds all of them
+    kept: list = dataclasses.field(default_factory=list)  # (dir name, reason) of examined folders left
+    bytes_freed: int = 0
 
     def summary(self) -> str:
         return (f"{len(self.pushed)} pushed, {len(self.already)} already in the store, "
                 f"{len(self.live)} still running (skipped), {len(self.failed)} failed")
 
+    def prune_summary(self) -> str:
+        return (f"{len(self.removed)} removed from the spool ({format_bytes(self.bytes_freed)} freed), "
+                f"{len(self.kept)} kept")
+
+
+def format_bytes(n: int) -> str:
+    """``n`` bytes in decimal units: 812 B, 41.2 kB, 3.1 MB."""
+    if n < 1000:
+        return f"{n} B"
+    for unit in ("kB", "MB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} GB"
+
 
 def spooled_runs(spool: str | os.PathLike = DEFAULT_SPOOL) -> list[Path]:
-    """The spool dirs (one per run) under ``spool``, oldest first."""
+    """The spool dirs (one per run) under ``spool``, oldest first (not ``.``-named ones being removed)."""
     root = Path(spool)
     if not root.is_dir():
         return []
-    dirs = [p for p in root.iterdir() if (p / RUN_FILE).is_file()]
+    dirs = [p for p in root.iterdir() if not p.name.startswith(".") and (p / RUN_FILE).is_file()]
     return sorted(dirs, key=lambda p: (p / RUN_FILE).stat().st_mtime)
 
 
-def sync(url: str | None = None, spool: str | os.PathLike = DEFAULT_SPOOL, db: str | None = None,
-         store_dir=None, force: bool = False, timeout_s: float = 5.0) -> SyncReport:
-    """Upload every spooled run not yet in the store; idempotent (twice = once).
+def _marked_synced(path: Path) -> bool:
+    """Whether the spool dir says its run was fully pushed (reads ``state.json`` alone: cheap)."""
+    try:
+        return bool(_loads((path / STATE_FILE).read_text(encoding="utf-8")).get("synced"))
+    except (OSError, ValueError):
+        return False
 
-    Runs whose lock is held by a live process are skipped. force: push runs marked synced again.
+
+def sync(url: str | None = None, spool: str | os.PathLike = DEFAULT_SPOOL, db: str | None = None,
+         store_dir=None, force: bool = False, timeout_s: float = 5.0, prune: bool = False,
+         keep_days: float | None = None, now: dt.datetime | None = None) -> SyncReport:
+    """Upload every spooled run not yet in the store and remove the folders the store then provably holds.
+
+    Idempotent (twice = once). Runs whose lock is held by a live process are skipped.
+    force: push runs marked synced again. prune: also check every run marked synced against the store,
+    upload what it lacks and remove its folder (without it those are trusted and walked past, no query).
+    keep_days: keep finished folders this long (None: each run's own ``store.spool_keep_days``).
+    now: naive UTC for the keep-days check (default: the current time).
     Raises StoreUnreachable (masked URL) when the store does not answer.
     """
+    from harness.spool import finish_interrupted_removals, prepare_reupload, prune_run
     from harness.store import connect
 
     report = SyncReport()
+    if prune:
+        report.bytes_freed += finish_interrupted_removals(spool)
     candidates = spooled_runs(spool)
     if not candidates:
         return report
     client = connect(url, store_dir, timeout_s=timeout_s)
     try:
         for path in candidates:
-            run = SpoolRun.load(path)
-            if run.state.get("synced") and not force:
+            if not (force or prune) and _marked_synced(path):
                 report.already.append(path.name)
+                continue
+            try:
+                run = SpoolRun.load(path)
+            except FileNotFoundError:  # removed meanwhile by its own run or another sync
                 continue
             if run.is_live():
                 report.live.append(path.name)
                 continue
+            database = client[db or run.state.get("db") or DEFAULT_DB]
             try:
-                run_id = push_run(client[db or run.state.get("db") or DEFAULT_DB], run)
+                push = force or not run.state.get("synced")
+                if not push:  # marked synced (prune): the store check decides, a gap is uploaded again
+                    result = prune_run(database, run, keep_days=keep_days, now=now)
+                    if result.gaps:
+                        prepare_reupload(database, run, result.gaps)
+                        push = True
+                if push:
+                    run_id = push_run(database, run)
+                    run.state["synced"] = True
+                    run.write_state()
+                    report.pushed.append(path.name)
+                    report.run_ids[path.name] = run_id
+                    result = prune_run(database, run, keep_days=keep_days, now=now)
+                else:
+                    report.already.append(path.name)
             except Exception as exc:
                 report.failed.append((path.name, mask_secrets(f"{type(exc).__name__}: {exc}")[:300]))
                 continue
-            run.state["synced"] = True
-            run.write_state()
-            report.pushed.append(path.name)
-            report.run_ids[path.name] = run_id
+            if result.removed:
+                report.removed.append(path.name)
+                report.bytes_freed += result.bytes
+            else:
+                report.kept.append((path.name, result.reason))
     finally:
         client.close()
     return report
 
 
 def main_sync(argv: list[str] | None = None) -> int:
-    """``python -m harness sync``: upload spooled runs to the resolved store."""
+    """``python -m harness sync``: upload spooled runs to the resolved store, remove what it holds."""
     parser = argparse.ArgumentParser(prog="python -m harness sync",
                                      description="Upload runs kept in the local spool to the run store "
-                                                 "(idempotent: running it twice uploads nothing twice).")
+                                                 "(idempotent: running it twice uploads nothing twice), "
+                                                 "then remove the spool folders the store holds completely.")
     parser.add_argument("--url", default=None, help="MongoDB URL (default: $HARNESS_MONGO_URL, then the "
                                                     "embedded store)")
     parser.add_argument("--spool", default=DEFAULT_SPOOL, help=f"spool dir (default: {DEFAULT_SPOOL})")
@@ -689,9 +768,15 @@ def main_sync(argv: list[str] | None = None) -> int:
     parser.add_argument("--store-dir", default=None, help="embedded store dir (default: $HARNESS_STORE_DIR "
                                                           "or runs/store)")
     parser.add_argument("--force", action="store_true", help="push runs already marked as synced again")
+    parser.add_argument("--prune", action="store_true",
+                        help="also check runs marked as synced against the store, upload what it lacks "
+                             "and remove every finished run's folder the store holds completely")
+    parser.add_argument("--keep-days", type=float, default=None, metavar="N",
+                        help="keep finished runs' folders N days (default: each run's store.spool_keep_days)")
     args = parser.parse_args(argv)
     try:
-        report = sync(args.url, args.spool, args.db, args.store_dir, force=args.force)
+        report = sync(args.url, args.spool, args.db, args.store_dir, force=args.force, prune=args.prune,
+                      keep_days=args.keep_days)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -699,5 +784,10 @@ def main_sync(argv: list[str] | None = None) -> int:
         print(f"failed {name}: {reason}", file=sys.stderr)
     for name in report.live:
         print(f"skipped {name}: its run is still going")
-    print(f"sync {args.spool}: {report.summary()}")
+    for name, reason in report.kept:
+        print(f"kept {name}: {reason}")
+    print(f"sync {args.spool}: {report.summary()}; {report.prune_summary()}")
+    if report.already and not (args.prune or args.force):
+        print(f"{len(report.already)} runs marked as uploaded stay in the spool: "
+              f"`python -m harness sync --prune` checks them against the store and removes them")
     return 1 if report.failed else 0

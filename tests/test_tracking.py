@@ -74,7 +74,7 @@ def test_store_down_at_start_run_completes_in_spool_then_sync_twice_is_once(stor
     down = f"mongodb://user:{SECRET}@127.0.0.1:{free_port()}"
     spool = tmp_path / "spool"
     obs = SpoolingMongoObserver(url=down, db_name="unused", spool=spool, timeout_s=0.5, retry_s=0,
-                                final_attempts=1)
+                                final_attempts=1, keep_days=1)  # kept a day: the syncs below see it
     ex = tiny_experiment(obs)
     with caplog.at_level(logging.WARNING, logger="harness.tracking"):
         run = ex.run(config_updates={"n": 7, "label": "offline"}, options={"--capture": "sys"})
@@ -95,7 +95,8 @@ def test_store_down_at_start_run_completes_in_spool_then_sync_twice_is_once(stor
     second = sync(store_url, spool, db=db_name)
     assert second.pushed == [] and second.already == [run_dir.name]
     forced = sync(store_url, spool, db=db_name, force=True)  # pushing again changes nothing either
-    assert forced.pushed == [run_dir.name]
+    assert forced.pushed == [run_dir.name] and run_dir.is_dir()
+    assert sync(store_url, spool, db=db_name, prune=True, keep_days=0).removed == [run_dir.name]
     with pymongo.MongoClient(store_url) as client:
         db = client[db_name]
         docs = list(db.runs.find())
@@ -134,7 +135,7 @@ def test_store_killed_and_restarted_mid_run_loses_no_metric_point(tmp_path, capl
             (metric,) = list(db.metrics.find({"run_id": 1}))
             assert metric["steps"] == list(range(24))
             assert metric["values"] == [1.0 / (i + 1) for i in range(24)]
-        assert SpoolRun.load(spooled_runs(tmp_path / "spool")[0]).state["synced"] is True
+        assert spooled_runs(tmp_path / "spool") == []  # pushed completely at the end: its folder went
     finally:
         server.kill()
 
@@ -250,7 +251,8 @@ def test_artifacts_are_uploaded_once_however_often_synced(store_url, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
     db_name, spool = unique_db(), tmp_path / "spool"
-    ex = tiny_experiment(SpoolingMongoObserver(url=store_url, db_name=db_name, spool=spool), artifact=notes)
+    obs = SpoolingMongoObserver(url=store_url, db_name=db_name, spool=spool, keep_days=1)  # keep it to sync
+    ex = tiny_experiment(obs, artifact=notes)
     run = ex.run(options={"--capture": "sys"})
     for _ in range(2):
         sync(store_url, spool, db=db_name, force=True)
