@@ -2,7 +2,8 @@
 
 Sacred commands (``render``, ``train``, ``evaluate``, the default ``run``, ``print_config`` …) go to
 the one experiment; ``sync`` and ``worker`` are store maintenance commands outside Sacred;
-``queue`` enqueues a run (Sacred's queue) for workers.
+``queue`` enqueues a run (Sacred's queue) for workers. What the console shows (a summary instead of
+the result dump, no third-party INFO noise, one line for bad input) is ``harness/console.py``.
 """
 import sys
 
@@ -45,6 +46,9 @@ def main(argv=None) -> int:
         from harness.tracking import main_sync
 
         return main_sync(argv[1:])
+    from harness import console
+
+    console.setup()  # before Sacred is imported: its import warning, then the console's log handler
     if command == "worker":
         from harness.sweeps import main_worker
 
@@ -55,7 +59,9 @@ def main(argv=None) -> int:
         return enqueue(argv[1:])
     from harness.commands import ex
 
+    # Bad input exits here (SystemExit 2) with one line; see HarnessExperiment.run.
     run = ex.run_commandline(["harness", *mongo_url_as_config(argv)])
+    console.print_summary(run)  # instead of Sacred's "Result: {...}" (kept off the console)
     return 0 if run is None or run.status == "COMPLETED" else 1
 
 

@@ -2,6 +2,7 @@
 
 Run ``python -m harness print_config`` to see every knob, ``python -m harness with k=v ...`` to run.
 """
+import logging
 import os
 
 from sacred import Experiment
@@ -9,7 +10,20 @@ from sacred.observers import MongoObserver
 from sacred.observers.mongo import parse_mongo_db_arg
 from sacred.utils import apply_backspaces_and_linefeeds
 
+from harness import console
 from harness.store import mask_secrets
+
+log = logging.getLogger("harness.experiment")
+
+# How a run's stdout/stderr are captured for its record. Sacred's default on Linux, "fd", pipes
+# fds 1 and 2 through two `tee` processes and waits 1 s for them to end; but every process spawned
+# during the run inherits those pipes, and multiprocessing's resource tracker (started by the
+# spawn-context pools of the renderer and the synthetic generator) outlives the run, so the tees
+# never see EOF: "tee_stdout.wait timeout. Forcibly terminating." (and for stderr). "sys" tees
+# sys.stdout/sys.stderr inside Python instead: no extra processes, the same captured_out (prints,
+# tqdm bars, log lines); output written straight to fds by child processes is no longer in it.
+# ``--capture=fd`` still selects Sacred's mode.
+CAPTURE_MODE = "sys"
 
 
 class HarnessExperiment(Experiment):
@@ -19,10 +33,72 @@ class HarnessExperiment(Experiment):
     has once the run is created, so the default observer is attached here rather than at import.
     """
 
+    _on_command_line = False  # inside run_commandline: bad input ends in one line, not a traceback
+
     def _create_run(self, *args, **kwargs):
         run = super()._create_run(*args, **kwargs)
+        check_config(run)
         attach_store_observer(run)
+        if run.capture_mode is None and run.observers:
+            run.capture_mode = CAPTURE_MODE
         return run
+
+    def run_commandline(self, argv=None):
+        self._on_command_line = True
+        try:
+            return super().run_commandline(argv)
+        finally:
+            self._on_command_line = False
+
+    def run(self, command_name=None, config_updates=None, named_configs=(), info=None, meta_info=None,
+            options=None):
+        """Sacred's run; on the command line, bad input (a config value, a broken dataset: the error
+        types of ``console.input_error``) prints one ``error: ...`` line and exits with status 2.
+
+        Sacred would print the message at the end of a traceback. ``--debug`` (and ``--pdb``) keep
+        Sacred's behaviour; called from Python, the exception propagates unchanged.
+        """
+        try:
+            return super().run(command_name, config_updates, named_configs, info, meta_info, options)
+        except Exception as exc:
+            opts = options or {}
+            if (not self._on_command_line or opts.get("--debug") or opts.get("--pdb")
+                    or not console.input_error(exc)):
+                raise
+            console.report_input_error(exc)
+            raise SystemExit(console.EXIT_INPUT_ERROR) from None
+
+
+# Commands whose config is checked before the run starts (the checks each command runs first).
+CHECKED_COMMANDS = ("run", "train", "evaluate", "render")
+
+
+def check_config(run) -> None:
+    """Raise the config error of a bad value before ``run`` starts: nothing is recorded for a typo,
+    and the console shows the error alone, without Sacred's start lines.
+
+    The commands check again when they run; a check that fails for any other reason than bad
+    input is left to them. Queued runs are checked by the worker that runs them.
+    """
+    command = console.command_name(run)
+    if command not in CHECKED_COMMANDS or run.queue_only:
+        return
+    from harness.config import resolve, resolve_render_size, validate_render
+
+    cfg = dict(run.config)
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # the command itself warns (e.g. about render.size), once
+    try:
+        if command == "render":
+            validate_render(dict(resolve_render_size(cfg, warn=False)["render"]))
+        else:
+            resolve(cfg)
+    except Exception as exc:
+        if console.input_error(exc):
+            raise
+        log.debug("config check before the run skipped: %s: %s", type(exc).__name__, exc)
+    finally:
+        logging.disable(previous)
 
 
 def attach_store_observer(run) -> None:
