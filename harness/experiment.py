@@ -147,7 +147,7 @@ def config():
     render = dict(
         out="runs/renders",  # renders go to <out>/<render_config_id>/<category>/<shape>/view_XX.png
         rig="ring12",  # camera rig: ring12 | ring8 | sphere20 (see renderers.RIGS)
-        size=224,
+        size=None,  # pixels; None: the model's input size (a different size is honoured with a warning)
         background=[1.0, 1.0, 1.0],
         msaa=4,
         shard="0/1",  # i/n: render only this deterministic part of the shapes
@@ -196,6 +196,7 @@ def config():
         dir=None,  # embedded server data dir; None: $HARNESS_STORE_DIR, then ./runs/store
         db="clip3d",
         spool="runs/spool",  # runs go here while the store is unreachable; `sync` uploads them
+        spool_keep_days=0,  # keep finished runs' spool folders N days (0: remove once safely in the store)
         upload_checkpoint=False,
     )
 
@@ -203,18 +204,16 @@ def config():
 # Named configs hold only differences from the defaults above.
 @ex.named_config
 def tiny():
-    # Seconds-scale runs for tests: the tiny synthetic preset, 64 px renders, a short schedule.
+    # Seconds-scale runs for tests: the tiny synthetic preset, a short schedule.
     data = dict(root="runs/data/tiny", synth_preset="tiny")
-    render = dict(size=64)
     train = dict(epochs=2, batch_size=8, warmup_steps=2)
     eval = dict(bootstrap=200, captioner=dict(epochs=5, d_model=64, layers=1))
 
 
 @ex.named_config
 def quickstart():
-    # The README's main job: the synthetic `small` preset, clip3d-tiny on 64 px renders, on CPU.
+    # The README's main job: the synthetic `small` preset, clip3d-tiny (64 px input), on CPU.
     data = dict(root="runs/data/small", synth_preset="small")
-    render = dict(size=64)
     model = dict(name="clip3d-tiny")
     train = dict(epochs=15, batch_size=32)
 
