@@ -19,6 +19,7 @@ import open_clip
 import torch
 
 import models
+import trainer
 from models.data import ImageCache, epoch_plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -58,11 +59,11 @@ def test_linear_cached_epochs_vs_reencoding(benchmark, tmp_path):
     items = make_items(tmp_path / "v", n_shapes=n_shapes, n_views=n_views, size=64)
     cfg = dict(mode="linear", epochs=epochs, batch_size=batch, lr=1e-3, warmup_steps=1)
     feat = tmp_path / "feat"
-    models.train(models.create_model("clip3d-tiny"), items, [], dict(cfg, epochs=1), features_dir=feat,
+    trainer.train(models.create_model("clip3d-tiny"), items, [], dict(cfg, epochs=1), features_dir=feat,
                  progress=False)  # fills the cache once, as the first run of a sweep does
 
     def cached():
-        return models.train(models.create_model("clip3d-tiny"), items, [], cfg, features_dir=feat,
+        return trainer.train(models.create_model("clip3d-tiny"), items, [], cfg, features_dir=feat,
                             progress=False)
 
     result = benchmark.pedantic(cached, rounds=1 if benchmark.disabled else 3, iterations=1)
@@ -129,7 +130,7 @@ def test_full_step_vs_plain_open_clip(benchmark, tmp_path):
             ref.step(metrics["step"] - 1)
 
     def ours():
-        return models.train(models.create_model(FULL_MODEL, device=DEVICE), items, [], cfg,
+        return trainer.train(models.create_model(FULL_MODEL, device=DEVICE), items, [], cfg,
                             callback=interleave, progress=False)
 
     result = benchmark.pedantic(ours, rounds=1, iterations=1)

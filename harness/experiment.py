@@ -201,6 +201,17 @@ def config():
     )
 
 
+@ex.config_hook
+def model_decides(config, command_name, logger) -> dict:
+    """Fill in what the model decides, so the recorded config holds it: ``render.size`` left unset
+    becomes the model's input size (an explicit size stays; the commands warn when it differs)."""
+    if config["render"].get("size") is not None:
+        return {}
+    from harness.config import resolve_render_size
+
+    return {"render": {"size": resolve_render_size(config, warn=False)["render"]["size"]}}
+
+
 # Named configs hold only differences from the defaults above.
 @ex.named_config
 def tiny():

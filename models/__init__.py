@@ -1,4 +1,4 @@
-"""clip3d-bench models: the library (registry, modes, poolings, loss, data, features, training).
+"""clip3d-bench models: the library (registry, modes, poolings, loss, data, features, captioner, probe).
 
 ``harness/`` drives it; nothing here imports the harness, Sacred or the dataset reader.
 """
@@ -29,15 +29,6 @@ from .registry import (
                      resolve_device,
                      state_sha256,
 )
-from .train import (
-                     StopTraining,
-                     TrainResult,
-                     init_distributed,
-                     load_checkpoint,
-                     recall_at_k,
-                     save_checkpoint,
-                     train,
-)
 from .validate import validate_config
 
 # open_clip warns on every from-scratch model; for our tiny configs that is the point, not a problem.
@@ -45,10 +36,9 @@ logging.getLogger().addFilter(lambda r: "No pretrained weights loaded" not in r.
 
 __all__ = [
     "ClipBundle", "ConfigError", "FeatureCache", "LEARNED_POOLINGS", "MODES", "ModelsError", "OWN_MODELS",
-    "POOLINGS", "ShapeItem", "StopTraining", "TrainResult", "UnknownModelError", "UnknownPretrainedError",
+    "POOLINGS", "ShapeItem", "UnknownModelError", "UnknownPretrainedError",
     "WeightsMismatchError", "WeightsUnavailableError", "clip_loss", "count_params", "create_model",
     "encode_images", "encode_shapes", "encode_texts", "encode_views", "epoch_plan", "get_mode", "input_size",
-    "init_distributed", "linear_probe", "list_models", "list_pretrained", "load_checkpoint",
-    "make_items", "make_pooling", "pool_views", "positive_mask", "recall_at_k", "resolve_device",
-    "save_checkpoint", "state_sha256", "train", "validate_config",
+    "linear_probe", "list_models", "list_pretrained", "make_items", "make_pooling", "pool_views",
+    "positive_mask", "resolve_device", "state_sha256", "validate_config",
 ]

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import models
-from models.train import StopTraining, trainable_state
+import trainer
+from trainer import StopTraining, trainable_state
 
 torch.set_num_threads(2)
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def test_mode_trains_val_loss_falls_and_frozen_weights_untouched(mode, items, tm
     bundle = models.create_model("clip3d-tiny")
     before = _snapshot(bundle.model)
     events = []
-    result = models.train(bundle, *items, dict(CFG, mode=mode), callback=lambda e, m: events.append((e, m)),
+    result = trainer.train(bundle, *items, dict(CFG, mode=mode), callback=lambda e, m: events.append((e, m)),
                           out_dir=tmp_path / "ck", features_dir=tmp_path / "feat", progress=False)
     losses = [h["val.loss"] for h in result.history]
     assert len(losses) == 4 and losses[-1] < losses[0], losses  # epoch 0 is the model as loaded
@@ -64,19 +65,19 @@ def test_mode_trains_val_loss_falls_and_frozen_weights_untouched(mode, items, tm
 def test_mode_none_trains_nothing(items):
     bundle = models.create_model("clip3d-tiny")
     sha = models.state_sha256(bundle.model)
-    result = models.train(bundle, *items, {"mode": "none"}, progress=False)
+    result = trainer.train(bundle, *items, {"mode": "none"}, progress=False)
     assert result.params["trainable"] == 0 and result.steps == 0 and result.history == []
     assert models.state_sha256(bundle.model) == sha
 
 
 def test_attention_pooling_is_learned(items, tmp_path):
     bundle = models.create_model("clip3d-tiny")
-    models.train(bundle, *items, dict(CFG, mode="projection", epochs=1), pooling="attention", progress=False,
+    trainer.train(bundle, *items, dict(CFG, mode="projection", epochs=1), pooling="attention", progress=False,
                  out_dir=tmp_path / "ck")
     losses = bundle.info["pooling_losses"]
     assert losses[-1] < losses[0]
     fresh = models.create_model("clip3d-tiny")
-    models.load_checkpoint(tmp_path / "ck" / "best.pt", fresh)
+    trainer.load_checkpoint(tmp_path / "ck" / "best.pt", fresh)
     assert torch.equal(fresh.pooling.score.weight, bundle.pooling.score.weight)
 
 
@@ -84,7 +85,7 @@ def test_resume_after_kill_is_bit_identical(items, tmp_path):
     cfg = dict(CFG, mode="full", epochs=2)
     ref = models.create_model("clip3d-tiny")
     ref_events = []
-    models.train(ref, *items, cfg, out_dir=tmp_path / "a", progress=False,
+    trainer.train(ref, *items, cfg, out_dir=tmp_path / "a", progress=False,
                  callback=lambda e, m: ref_events.append((e, m)))
 
     def kill(event, metrics):
@@ -92,11 +93,11 @@ def test_resume_after_kill_is_bit_identical(items, tmp_path):
             raise StopTraining
     killed = models.create_model("clip3d-tiny")
     with pytest.raises(StopTraining):
-        models.train(killed, *items, cfg, callback=kill, out_dir=tmp_path / "b", progress=False)
+        trainer.train(killed, *items, cfg, callback=kill, out_dir=tmp_path / "b", progress=False)
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["loop"]["step"] == 3
     resumed = models.create_model("clip3d-tiny")
     events = []
-    result = models.train(resumed, *items, cfg, out_dir=tmp_path / "b", progress=False,
+    result = trainer.train(resumed, *items, cfg, out_dir=tmp_path / "b", progress=False,
                           callback=lambda e, m: events.append((e, m)))
     assert result.steps == 4
     assert result.resumed_from == {"checkpoint": str(tmp_path / "b" / "last.pt"), "epoch": 1, "step": 3,
@@ -109,7 +110,7 @@ def test_resume_after_kill_is_bit_identical(items, tmp_path):
 
     reused = models.create_model("clip3d-tiny")  # the finished checkpoint: no step, every curve
     events = []
-    result = models.train(reused, *items, cfg, out_dir=tmp_path / "b", progress=False,
+    result = trainer.train(reused, *items, cfg, out_dir=tmp_path / "b", progress=False,
                           callback=lambda e, m: events.append((e, m)))
     assert result.resumed_from["finished"] and result.steps == 4 and not result.step_seconds
     assert _curves(events) == _curves(ref_events)
@@ -128,21 +129,21 @@ def _curves(events):
 
 def test_early_stopping_and_checkpoint_reload(items, tmp_path):
     bundle = models.create_model("clip3d-tiny")
-    result = models.train(bundle, *items, dict(CFG, mode="projection", epochs=6, lr=0.5, patience=1),
+    result = trainer.train(bundle, *items, dict(CFG, mode="projection", epochs=6, lr=0.5, patience=1),
                           out_dir=tmp_path / "ck", progress=False)
     best = min(h["val.loss"] for h in result.history[1:])
     assert result.best_val_loss == pytest.approx(best)
     fresh = models.create_model("clip3d-tiny")
-    blob = models.load_checkpoint(result.checkpoint, fresh)
+    blob = trainer.load_checkpoint(result.checkpoint, fresh)
     assert blob["mode"] == "projection" and {"optimizer", "scheduler", "loop", "config"} <= set(blob)
     assert models.state_sha256(fresh.model) == models.state_sha256(bundle.model)
     with pytest.raises(models.ConfigError, match="is of model 'clip3d-tiny', not 'clip3d-small'"):
-        models.load_checkpoint(result.checkpoint, models.create_model("clip3d-small"))
+        trainer.load_checkpoint(result.checkpoint, models.create_model("clip3d-small"))
 
 
 def test_batch_larger_than_train_split_fails_before_training(items):
     with pytest.raises(models.ConfigError, match=r"train.batch_size=64 is larger than the train split \(16"):
-        models.train(models.create_model("clip3d-tiny"), *items, dict(CFG, mode="full", batch_size=64),
+        trainer.train(models.create_model("clip3d-tiny"), *items, dict(CFG, mode="full", batch_size=64),
                      progress=False)
 
 
@@ -151,11 +152,12 @@ import sys, torch
 sys.path.insert(0, {tests!r})
 torch.set_num_threads(1)
 import models
+import trainer
 from models_fixtures import make_items
-rank, world = models.init_distributed("cpu")
+rank, world = trainer.init_distributed("cpu")
 items = make_items({views!r} + str(rank), n_shapes=12, n_views=2)  # keys equal, files per rank
 bundle = models.create_model("clip3d-tiny")
-result = models.train(bundle, items[:8], items[8:], dict(mode="full", epochs=1, batch_size=2, lr=1e-3,
+result = trainer.train(bundle, items[:8], items[8:], dict(mode="full", epochs=1, batch_size=2, lr=1e-3,
                       warmup_steps=1), out_dir={out!r}, progress=False)
 print(f"rank{{rank}}/{{world}} steps={{result.steps}} sha={{models.state_sha256(bundle.model)}}", flush=True)
 """
@@ -181,7 +183,7 @@ def test_tensorboard_logging_writes_the_curves(items, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    models.train(models.create_model("clip3d-tiny"), *items, dict(CFG, mode="projection", tensorboard=True),
+    trainer.train(models.create_model("clip3d-tiny"), *items, dict(CFG, mode="projection", tensorboard=True),
                  out_dir=tmp_path / "ck", progress=False)
     acc = EventAccumulator(str(tmp_path / "ck" / "tensorboard"))
     acc.Reload()

@@ -175,7 +175,9 @@ def _bundle(cfg, trained):
     bundle = models.create_model(cfg["model"]["name"], cfg["model"].get("pretrained"), device=device,
                                  seed=cfg.get("seed", 0))
     if checkpoint:
-        models.load_checkpoint(checkpoint, bundle)
+        from trainer import load_checkpoint
+
+        load_checkpoint(checkpoint, bundle)
     return bundle, checkpoint
 
 

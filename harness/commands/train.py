@@ -95,11 +95,12 @@ def train_stage(cfg: dict, run=None, prepared=None, renders=None) -> TrainStage:
     import torch
 
     import models
+    import trainer
 
     model_cfg, train_cfg = cfg["model"], dict(cfg["train"])
     models.validate_config(model_cfg, train_cfg)
     device = models.resolve_device(model_cfg.get("device", "auto"))
-    rank, world = models.init_distributed(device)
+    rank, world = trainer.init_distributed(device)
     if device == "cuda" and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         torch.cuda.set_device(device)
@@ -127,7 +128,7 @@ def train_stage(cfg: dict, run=None, prepared=None, renders=None) -> TrainStage:
     run_dir = Path(train_cfg.get("out", "runs/checkpoints")) / run_key(cfg, bundle.weights_sha256, renders_id,
                                                                        split_id, world)
     features_dir = train_cfg.get("features_dir", "runs/features")
-    result = models.train(bundle, train_items, val_items, train_cfg, callback=_log_callback(run),
+    result = trainer.train(bundle, train_items, val_items, train_cfg, callback=_log_callback(run),
                           seed=cfg.get("seed", 0), out_dir=run_dir, pooling=model_cfg.get("pooling", "mean"),
                           features_dir=features_dir, render_config_id=config_id, progress=rank == 0)
     metrics = {}

@@ -21,15 +21,27 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import MultiViewDataset, ShapeItem, TokenCache, collate, epoch_plan
-from .errors import ConfigError
-from .features import encode_texts, encode_views
-from .loss import clip_loss
-from .modes import get_mode, param_groups
-from .pooling import LEARNED_POOLINGS, make_pooling
-from .registry import ClipBundle, count_params
+from models import (
+    ClipBundle,
+    ConfigError,
+    ShapeItem,
+    clip_loss,
+    count_params,
+    encode_texts,
+    encode_views,
+    get_mode,
+    make_pooling,
+)
+from models.data import MultiViewDataset, TokenCache, collate, epoch_plan
+from models.features import apply_heads
+from models.modes import param_groups
+from models.pooling import LEARNED_POOLINGS
+from models.validate import validate_config
 
-CHECKPOINT_FORMAT = "clip3d-checkpoint"
+from .checkpoints import embed_dim, load_checkpoint, save_checkpoint, trainable_modules
+from .distributed import allreduce_grads, dist_info, gather
+from .schedule import warmup_cosine
+
 # Per-step curves (the per-epoch ones are in the history): train.step_samples_per_s is one step's
 # speed; train.samples_per_s (per epoch) the running average the run's throughput reports.
 STEP_CURVES = ("train.loss", "lr", "train.step_samples_per_s")
@@ -57,109 +69,6 @@ class TrainResult:
 
 class StopTraining(Exception):
     """Raise from a callback to stop after the current step (checkpoint ``last`` is written first)."""
-
-
-# -- distributed helpers ----------------------------------------------------------------------
-
-def dist_info() -> tuple[int, int]:
-    """(rank, world size); (0, 1) outside torch.distributed."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def init_distributed(device: str) -> tuple[int, int]:
-    """Join the process group torchrun describes (gloo on CPU, nccl on CUDA); no-op otherwise."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
-    return dist_info()
-
-
-def _gather(features: torch.Tensor, keys: list, captions: list):
-    rank, world = dist_info()
-    if world == 1:
-        return features, keys, captions
-    from torch.distributed.nn.functional import all_gather
-
-    feats = torch.cat(all_gather(features))  # keeps the gradient path to every rank's features
-    objs: list = [None] * world
-    dist.all_gather_object(objs, (keys, captions))
-    return feats, [k for o in objs for k in o[0]], [c for o in objs for c in o[1]]
-
-
-# -- schedule and checkpoints -----------------------------------------------------------------
-
-def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
-    """lr factor: linear warmup over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return factor
-
-
-def _container(bundle: ClipBundle) -> nn.ModuleDict:
-    mods = {"model": bundle.model}
-    if bundle.heads is not None:
-        mods["heads"] = bundle.heads
-    if bundle.pooling is not None and any(True for _ in bundle.pooling.parameters()):
-        mods["pooling"] = bundle.pooling
-    return nn.ModuleDict(mods)
-
-
-def trainable_state(bundle: ClipBundle) -> dict[str, torch.Tensor]:
-    """The parameters that training changes (all of them in full mode), by name."""
-    return {n: p.detach().cpu().clone() for n, p in _container(bundle).named_parameters() if p.requires_grad}
-
-
-def save_checkpoint(path: str | os.PathLike, bundle: ClipBundle, optimizer=None, scheduler=None,
-                    **state) -> str:
-    """Write a checkpoint atomically: trainable weights, optimizer, scheduler, loop state, config."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {"format": CHECKPOINT_FORMAT, "model_name": bundle.name, "pretrained": bundle.pretrained,
-            "weights_sha256": bundle.weights_sha256, "mode": bundle.mode,
-            "pooling_name": bundle.info.get("pooling"), "state": trainable_state(bundle),
-            "optimizer": optimizer.state_dict() if optimizer is not None else None,
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "torch_rng": torch.get_rng_state(), **state}
-    tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
-    return str(path)
-
-
-def load_checkpoint(path: str | os.PathLike, bundle: ClipBundle, train_cfg: dict | None = None) -> dict:
-    """Load a checkpoint into ``bundle`` (applying its mode first when needed); returns the raw blob."""
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ConfigError(f"checkpoint {str(path)!r} is unreadable ({exc})") from exc
-    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"{str(path)!r} is not a clip3d checkpoint (expected last.pt/best.pt from train)")
-    if blob["model_name"] != bundle.name:
-        raise ConfigError(f"checkpoint {str(path)!r} is of model {blob['model_name']!r}, not {bundle.name!r}")
-    cfg = dict(train_cfg or blob.get("config", {}).get("train", {}))
-    if bundle.mode != blob["mode"]:
-        bundle.mode = blob["mode"]
-        get_mode(blob["mode"]).apply(bundle, cfg)
-    if blob.get("pooling_name") and bundle.pooling is None:
-        bundle.pooling = make_pooling(blob["pooling_name"], _embed_dim(bundle)).to(bundle.device)
-        bundle.info["pooling"] = blob["pooling_name"]
-    params = dict(_container(bundle).named_parameters())
-    missing = sorted(set(blob["state"]) - set(params))
-    if missing:
-        raise ConfigError(f"checkpoint {str(path)!r} has weights the model lacks: {missing[:5]}")
-    with torch.no_grad():
-        for name, tensor in blob["state"].items():
-            params[name].copy_(tensor)
-    return blob
-
-
-def _embed_dim(bundle: ClipBundle) -> int:
-    with torch.no_grad():
-        return int(bundle.model.encode_text(bundle.tokenizer(["a"]).to(bundle.device)).shape[-1])
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -221,8 +130,8 @@ class _Trainer:
             with self.autocast:
                 img, txt, scale_exp = self.ddp_model(images.to(self.device), tokens.to(self.device))
             scale = torch.log(scale_exp)
-        img, keys_all, caps_all = _gather(img, keys, captions)
-        txt, _, _ = _gather(txt, keys, captions)
+        img, keys_all, caps_all = gather(img, keys, captions)
+        txt, _, _ = gather(txt, keys, captions)
         return clip_loss(img, txt, scale, keys_all, caps_all)
 
     @torch.no_grad()
@@ -236,7 +145,6 @@ class _Trainer:
         losses = [(float(self._forward(b, self.val_items, cached_val, ds)), len(b))
                   for b in plan if len(b) > 1]
         out = {"val.loss": sum(v * n for v, n in losses) / max(1, sum(n for _, n in losses))}
-        from .features import apply_heads
         if self.mode.cached_features:
             raw = cached_val[0]
             views = apply_heads(self.bundle, raw.flatten(0, 1), "image").view(*raw.shape[:2], -1)
@@ -265,8 +173,8 @@ class _Trainer:
 
     def run(self) -> TrainResult:
         bundle, cfg = self.bundle, self.cfg
-        trainable = [(n, p) for n, p in _container(bundle).named_parameters() if p.requires_grad]
-        result = TrainResult(bundle=bundle, params=count_params(*_container(bundle).values()))
+        trainable = [(n, p) for n, p in trainable_modules(bundle).named_parameters() if p.requires_grad]
+        result = TrainResult(bundle=bundle, params=count_params(*trainable_modules(bundle).values()))
         if not self.mode.trains or not trainable:
             return result
         lr = float(cfg.get("lr", 5e-4))
@@ -337,7 +245,7 @@ class _Trainer:
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if self.mode.cached_features and self.world > 1:
-                        _allreduce_grads(bundle.heads)
+                        allreduce_grads(bundle.heads)
                     if grad_clip:
                         torch.nn.utils.clip_grad_norm_([p for _, p in trainable], float(grad_clip))
                     optimizer.step()
@@ -409,14 +317,6 @@ class _Trainer:
         return result
 
 
-def _allreduce_grads(module: nn.Module) -> None:
-    world = dist.get_world_size()
-    for p in module.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad /= world
-
-
 def _tensorboard(cfg: dict, out_dir: Path | None):
     if not cfg.get("tensorboard"):
         return None
@@ -462,8 +362,6 @@ def train(bundle: ClipBundle, train_items: Sequence[ShapeItem], val_items: Seque
     out_dir: where last.pt / best.pt go (None: no checkpoints). features_dir: the feature cache root
     (mode linear and learned pooling reuse tower outputs from it).
     """
-    from .validate import validate_config
-
     validate_config({"name": bundle.name, "pooling": pooling}, cfg, n_train_shapes=len(train_items))
     mode = get_mode(cfg.get("mode", "full"))
     with torch.random.fork_rng(devices=[]):
@@ -472,7 +370,7 @@ def train(bundle: ClipBundle, train_items: Sequence[ShapeItem], val_items: Seque
             mode.apply(bundle, cfg)
             bundle.mode = mode.name
         bundle.info["pooling"] = pooling
-        bundle.pooling = make_pooling(pooling, _embed_dim(bundle)).to(bundle.device)
+        bundle.pooling = make_pooling(pooling, embed_dim(bundle)).to(bundle.device)
         result = _Trainer(bundle, train_items, val_items, cfg, callback, seed, out_dir, features_dir,
                           render_config_id, progress).run()
         if pooling in LEARNED_POOLINGS and mode.trains:
@@ -483,6 +381,6 @@ def train(bundle: ClipBundle, train_items: Sequence[ShapeItem], val_items: Seque
             if out_dir is not None and dist_info()[0] == 0:
                 save_checkpoint(Path(out_dir) / "best.pt", bundle, loop={"finished": True},
                                 config={"train": dict(cfg)})
-    result.params = count_params(*_container(bundle).values())
+    result.params = count_params(*trainable_modules(bundle).values())
     bundle.model.eval()
     return result
