@@ -15,7 +15,7 @@ setup(
         "torch>=2.1",
         "torchvision>=0.16",
         "open_clip_torch>=2.24",
-        "sacred>=0.8.4",
+        "sacred>=0.8.4,<0.9",  # harness.experiment overrides Experiment._create_run (tested)
         "setuptools<81",  # sacred imports pkg_resources at run time
         "pymongo>=4.6",
         "nx-27017>=0.8",

@@ -40,8 +40,10 @@ def clip(line: str, limit: int = MAX_LINE) -> str:
 
 
 class ConsoleFilter(logging.Filter):
-    """Drops Sacred's ``Result: ...`` record (the summary replaces it) and third-party records below
-    WARNING unless the root logger is at DEBUG (``--loglevel DEBUG``)."""
+    """Drops Sacred's ``Result: ...`` record (the summary replaces it), open_clip's warning that a
+    model was built without pretrained weights (for our from-scratch configs that is the point; the
+    run records ``pretrained``), and third-party records below WARNING unless the root logger is at
+    DEBUG (``--loglevel DEBUG``)."""
 
     def __init__(self, own=OWN_LOGGERS):
         super().__init__()
@@ -52,7 +54,7 @@ class ConsoleFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.WARNING:
-            return True
+            return "No pretrained weights loaded" not in record.getMessage()
         if not self._is_own(record.name):
             return logging.getLogger().getEffectiveLevel() <= logging.DEBUG
         msg = record.msg

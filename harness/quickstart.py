@@ -13,6 +13,16 @@ MODES = ("none", "linear", "full")
 SHOWN = ["i2t_R@1", "i2t_R@5", "t2i_R@5", "photo2shape_R@5", "cap_ret_CIDEr", "cap_gen_CIDEr", "probe_top1"]
 
 
+def _literal(text: str):
+    """A ``key=value`` value as Sacred's command line reads it: a Python literal, else the string."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.quickstart", description=__doc__.split("\n")[0])
     parser.add_argument("--modes", nargs="+", default=list(MODES), help="training modes to run")
@@ -26,10 +36,7 @@ def main(argv=None) -> int:
 
     url = store.resolve_url()
     print(f"run store: {store.describe()} at {store.mask_url(url)}", flush=True)
-    updates = dict(u.split("=", 1) for u in args.updates)
-    from sacred.arg_parser import _convert_value
-
-    updates = {k: _convert_value(v) for k, v in updates.items()}
+    updates = {k: _literal(v) for k, v in (u.split("=", 1) for u in args.updates)}
     run_ids = []
     for mode in args.modes:
         print(f"\n=== clip3d-tiny, train.mode={mode} ===", flush=True)

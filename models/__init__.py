@@ -2,8 +2,6 @@
 
 ``harness/`` drives it; nothing here imports the harness, Sacred or the dataset reader.
 """
-import logging
-
 from .data import ShapeItem, epoch_plan, make_items
 from .errors import (
                      ConfigError,
@@ -30,9 +28,6 @@ from .registry import (
                      state_sha256,
 )
 from .validate import validate_config
-
-# open_clip warns on every from-scratch model; for our tiny configs that is the point, not a problem.
-logging.getLogger().addFilter(lambda r: "No pretrained weights loaded" not in r.getMessage())
 
 __all__ = [
     "ClipBundle", "ConfigError", "FeatureCache", "LEARNED_POOLINGS", "MODES", "ModelsError", "OWN_MODELS",

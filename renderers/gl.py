@@ -30,9 +30,9 @@ class Lighting:
     (x right, y up, z towards the viewer), so every view is lit the same way."""
 
     ambient: float = 0.3
-    key: float = 0.55
+    key_light: float = 0.55
     key_dir: tuple = (-0.4, 0.7, 0.6)
-    head: float = 0.3
+    headlight: float = 0.3
     specular: float = 0.15
     shininess: float = 32.0
 
@@ -391,7 +391,7 @@ class Renderer:
         if "u_tex" in prog:
             tex.use(0)
             prog["u_tex"].value = 0
-        for name, value in (("u_ambient", light.ambient), ("u_key", light.key), ("u_head", light.head),
+        for name, value in (("u_ambient", light.ambient), ("u_key", light.key_light), ("u_head", light.headlight),
                             ("u_specular", light.specular), ("u_shininess", light.shininess)):
             if name in prog:
                 prog[name].value = float(value)
@@ -483,8 +483,8 @@ def _lighting(base: Lighting, ambient=None, key_light=None, headlight=None, spec
     if extra:
         raise TypeError(f"unknown lighting options {sorted(extra)}; "
                         "use ambient, key_light, headlight, specular")
-    changes = {k: float(v) for k, v in (("ambient", ambient), ("key", key_light), ("head", headlight),
-                                        ("specular", specular)) if v is not None}
+    changes = {k: float(v) for k, v in (("ambient", ambient), ("key_light", key_light),
+                                        ("headlight", headlight), ("specular", specular)) if v is not None}
     return replace(base, **changes) if changes else base
 
 

@@ -301,7 +301,7 @@ def test_meshes_load_clean_and_attributes_match_geometry(tiny):
 @pytest.mark.parametrize("category", ["chair", "bookcase", "sofa", "wardrobe", "desk", "bed", "table"])
 def test_captions_agree_with_attributes(category):
     rng = np.random.default_rng(5)
-    from harness.data.meshes import BUILDERS
+    from harness.data.synth_meshes import BUILDERS
     for _ in range(25):
         s = BUILDERS[category](rng)
         caps = cap.synthetic_captions(category, s.attributes, s.colours, s.material)

@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 import pytest
 import trimesh
-from test_render_fixtures import chair_like_obj, cube_obj, mtl, textured_quad
+from render_fixtures import chair_like_obj, cube_obj, mtl, textured_quad
 
 import renderers
 from renderers import RIGS, Renderer, load_mesh, pose_camera, render_config_id

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from test_render_fixtures import chair_like_obj, cube_obj, mtl, textured_quad, write
+from render_fixtures import chair_like_obj, cube_obj, mtl, textured_quad, write
 
 from renderers import RenderJob, contact_sheet, read_manifest, render_batch, shape_dir, shard_jobs, view_paths
 

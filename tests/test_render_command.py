@@ -3,7 +3,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_render_fixtures import chair_like_obj, cube_obj, write
+from render_fixtures import chair_like_obj, cube_obj, write
 
 import harness.data
 

@@ -7,7 +7,7 @@ import uuid
 import gridfs
 import pytest
 from test_tracking import tiny_experiment, unique_db
-from test_tracking_tiny import free_port
+from tracking_fixtures import free_port
 
 import harness.tracking as tracking
 from harness.__main__ import main as harness_main

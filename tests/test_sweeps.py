@@ -6,7 +6,7 @@ import uuid
 
 import pymongo
 import pytest
-from test_tracking_tiny import free_port, tiny_env, write_tiny
+from tracking_fixtures import free_port, tiny_env, write_tiny
 
 from harness.sweeps import SweepError, claim, enqueue, job_config, load_experiment, main_worker
 

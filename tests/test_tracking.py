@@ -12,7 +12,7 @@ from pathlib import Path
 import pymongo
 import pytest
 from sacred import Experiment
-from test_tracking_tiny import OwnServer, free_port, tiny_env, write_tiny
+from tracking_fixtures import OwnServer, free_port, tiny_env, write_tiny
 
 from harness.store import StoreUnreachable
 from harness.tracking import (

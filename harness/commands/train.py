@@ -16,7 +16,7 @@ from typing import Any
 from harness.experiment import ex
 
 # Train-config keys that do not change the trained weights: they stay out of the run key.
-_NOT_IN_RUN_KEY = ("out", "resume", "tensorboard", "features_dir", "patience_log")
+_NOT_IN_RUN_KEY = ("out", "resume", "tensorboard", "features_dir")
 
 
 @dataclass
@@ -119,8 +119,7 @@ def train_stage(cfg: dict, run=None, prepared=None, renders=None) -> TrainStage:
                                  seed=cfg.get("seed", 0))
     if renders is None:
         renders = _render(cfg, run, prepared, rank)
-    render_dir = getattr(renders, "render_dir", None) or renders.summary.render_dir
-    config_id = getattr(renders, "config_id", None)
+    render_dir, config_id = renders.render_dir, renders.config_id
     train_items = shape_items(prepared, render_dir, prepared.split.train)
     val_items = shape_items(prepared, render_dir, prepared.split.val)
     split_id = getattr(prepared.split, "split_id", None)

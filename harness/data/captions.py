@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .meshes import ATTRIBUTES_FILE
+from .synth_meshes import ATTRIBUTES_FILE
 from .palette import nearest_colour
 
 NUMBER_WORDS = {0: "no", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .meshes import ATTRIBUTES_FILE, BUILDERS, CATEGORIES, write_obj
+from .synth_meshes import ATTRIBUTES_FILE, BUILDERS, CATEGORIES, write_obj
 from .pix3d import SYNTH_SOURCE
 
 GENERATOR_VERSION = "1"
