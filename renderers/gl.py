@@ -391,8 +391,9 @@ class Renderer:
         if "u_tex" in prog:
             tex.use(0)
             prog["u_tex"].value = 0
-        for name, value in (("u_ambient", light.ambient), ("u_key", light.key_light), ("u_head", light.headlight),
-                            ("u_specular", light.specular), ("u_shininess", light.shininess)):
+        for name, value in (("u_ambient", light.ambient), ("u_key", light.key_light),
+                            ("u_head", light.headlight), ("u_specular", light.specular),
+                            ("u_shininess", light.shininess)):
             if name in prog:
                 prog[name].value = float(value)
         key_cam = np.asarray(light.key_dir, float)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .synth_meshes import ATTRIBUTES_FILE
 from .palette import nearest_colour
+from .synth_meshes import ATTRIBUTES_FILE
 
 NUMBER_WORDS = {0: "no", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 CAPTION_MODES = ("extend", "replace")

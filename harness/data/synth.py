@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .synth_meshes import ATTRIBUTES_FILE, BUILDERS, CATEGORIES, write_obj
 from .pix3d import SYNTH_SOURCE
+from .synth_meshes import ATTRIBUTES_FILE, BUILDERS, CATEGORIES, write_obj
 
 GENERATOR_VERSION = "1"
 
