@@ -16,10 +16,16 @@ from .batch import (
 from .cameras import RIGS, Camera, look_at, pose_camera
 from .config import pixel_config, render_config_id
 from .content import mesh_content_hash
-from .errors import EGLUnavailableError, MeshLoadError, MeshTooLargeError, MeshWarning, RenderError
+from .errors import (
+                     EGLUnavailableError,
+                     GLContextLostError,
+                     MeshLoadError,
+                     MeshTooLargeError,
+                     MeshWarning,
+                     RenderError,
+)
 from .gl import (
                  RENDERER_VERSION,
-                 GLContextLostError,
                  Lighting,
                  Renderer,
                  RenderOutput,

@@ -19,3 +19,8 @@ class MeshTooLargeError(MeshLoadError):
 
 class MeshWarning(UserWarning):
     """Something was defaulted while loading a mesh (missing .mtl, texture, colours)."""
+
+
+class GLContextLostError(EGLUnavailableError):
+    """Our OpenGL context died (another EGL user of the process terminated the shared EGL display) and
+    the one fresh context made to replace it did not work either."""

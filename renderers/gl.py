@@ -2,10 +2,7 @@
 one atlas framebuffer with one upload and one read-back."""
 from __future__ import annotations
 
-import functools
-import os
 import threading
-import warnings
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import NamedTuple
@@ -14,14 +11,13 @@ import numpy as np
 import trimesh
 
 from .cameras import MESH_FRAME_RIGS, RIGS, Camera
-from .errors import EGLUnavailableError
-from .mesh import DEFAULT_MAX_FACES, load_mesh, texture_image
+from .context import CONTEXT_LOST_HINT, _ContextNotCurrent, create_context, current_egl_context
+from .errors import GLContextLostError
+from .geometry import backfaces_hidden, bounding_sphere, mesh_arrays
+from .mesh import DEFAULT_MAX_FACES, load_mesh
 
 RENDERER_VERSION = "2"  # bump whenever a change alters pixels: it is part of render_config_id
-CREASE_DEG = 40.0  # corners whose smooth normal leaves the face normal by more than this are flat
-EGL_PACKAGES = "libegl1 libegl-mesa0 libgl1-mesa-dri"
 MAX_ATLAS = 4096  # atlas side in pixels (bounds MSAA memory); more views than fit take several passes
-CULL_MAX_FACES = 500_000  # above this the closed-surface check is skipped (memory for its edge arrays)
 
 
 @dataclass(frozen=True)
@@ -56,117 +52,6 @@ def _shader(name: str, *defines: str) -> str:
         return text
     version, rest = text.split("\n", 1)  # #defines must follow the #version line
     return "\n".join([version, *(f"#define {d}" for d in defines), rest])
-
-
-def _preload_bundled_llvm() -> None:
-    """Load triton's libtriton (its own static LLVM) before Mesa's llvmpipe initialises LLVM 15.
-
-    In the other order, a later ``import triton`` (``torch._dynamo`` does it, e.g. via torchvision
-    when a process renders then trains) segfaults the whole process; this order is safe. Costs
-    ~0.1 s once per process, and nothing where triton is not installed."""
-    import ctypes
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec("triton")
-    except (ImportError, ValueError):
-        return
-    if spec is None or not spec.submodule_search_locations:
-        return
-    for folder in spec.submodule_search_locations:
-        path = f"{folder}/_C/libtriton.so"
-        try:
-            ctypes.CDLL(path)
-            return
-        except OSError:
-            continue
-
-
-class GLContextLostError(EGLUnavailableError):
-    """Our OpenGL context died (another EGL user of the process terminated the shared EGL display) and
-    the one fresh context made to replace it did not work either."""
-
-
-class _ContextNotCurrent(Exception):
-    """Internal: entering our context did not make it current (its EGL display was terminated)."""
-
-
-CONTEXT_LOST_HINT = (
-    "another EGL user in this process terminated the EGL display every context shares (pyrender's "
-    "OffscreenRenderer.delete() calls eglTerminate): keep such renderers alive instead of deleting them")
-
-
-@functools.cache
-def _egl_get_current_context():
-    """libEGL's ``eglGetCurrentContext`` (the library glcontext loads), or None where it cannot be had."""
-    import ctypes
-    from ctypes.util import find_library
-
-    try:
-        lib = ctypes.CDLL(os.environ.get("GLCONTEXT_LINUX_LIBEGL") or find_library("EGL") or "libEGL.so.1")
-        fn = lib.eglGetCurrentContext
-    except (OSError, AttributeError):
-        return None
-    fn.restype, fn.argtypes = ctypes.c_void_p, []
-    return fn
-
-
-def current_egl_context() -> int | None:
-    """The EGL context current on this thread (0: none), or None when libEGL cannot be asked.
-
-    A thread-local read inside libEGL, not a GL call: cheap enough to run once per render."""
-    fn = _egl_get_current_context()
-    return None if fn is None else (fn() or 0)
-
-
-def create_context():
-    """A standalone headless OpenGL 3.3+ context on EGL, or one clear error naming the fix."""
-    import moderngl
-
-    _preload_bundled_llvm()
-    try:
-        return moderngl.create_standalone_context(backend="egl")
-    except Exception as exc:  # glcontext raises plain Exceptions for a missing libEGL / driver
-        raise EGLUnavailableError(
-            f"could not create a headless OpenGL context on EGL ({exc}). Install the EGL driver "
-            f"packages: `apt-get install {EGL_PACKAGES}` (Debian/Ubuntu), or on NVIDIA the driver's "
-            "libEGL_nvidia.") from exc
-
-
-def mesh_arrays(mesh: trimesh.Trimesh) -> tuple[np.ndarray, object]:
-    """Interleaved un-indexed vertex data (pos3 norm3 colour4 uv2, float32) and the texture image or None."""
-    faces = np.asarray(mesh.faces)
-    n = faces.size
-    data = np.empty((n, 12), np.float32)
-    data[:, 0:3] = np.asarray(mesh.vertices, np.float32)[faces].reshape(-1, 3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # degenerate faces give zero normals: the shader copes
-        face_n = np.repeat(np.asarray(mesh.face_normals, np.float32), 3, axis=0)
-        vert_n = np.asarray(mesh.vertex_normals, np.float32)[faces].reshape(-1, 3)
-    # Smooth shading except across creases (> CREASE_DEG): boxes stay boxes, spheres stay round.
-    smooth = np.einsum("ij,ij->i", face_n, vert_n) > np.cos(np.radians(CREASE_DEG))
-    data[:, 3:6] = np.where(smooth[:, None], vert_n, face_n)
-    vis, image = mesh.visual, None
-    if vis.kind == "texture" and texture_image(vis) is not None and getattr(vis, "uv", None) is not None:
-        image = texture_image(vis)
-        data[:, 6:10] = 1.0
-        data[:, 10:12] = np.asarray(vis.uv, np.float32)[faces].reshape(-1, 2)
-    else:
-        if vis.kind == "face":
-            colours = np.repeat(np.asarray(vis.face_colors), 3, axis=0)
-        elif vis.kind == "vertex":
-            colours = np.asarray(vis.vertex_colors)[faces].reshape(-1, 4)
-        else:
-            colours = np.asarray(load_mesh(mesh, normalize=False).visual.vertex_colors)[faces].reshape(-1, 4)
-        data[:, 6:10] = colours / 255.0
-        data[:, 10:12] = 0.0
-    return data, image
-
-
-def _sphere(mesh: trimesh.Trimesh) -> tuple[np.ndarray, float]:
-    verts = np.asarray(mesh.vertices, float)
-    centre = (verts.min(axis=0) + verts.max(axis=0)) / 2
-    return centre, float(np.linalg.norm(verts - centre, axis=1).max()) or 1.0
 
 
 class Renderer:
@@ -311,7 +196,7 @@ class Renderer:
             rig_fn = RIGS[rig]
         else:
             raise ValueError(f"unknown rig {rig!r}; choose one of {sorted(RIGS)}")
-        centre, radius = _sphere(mesh)
+        centre, radius = bounding_sphere(mesh)
         try:  # normalised meshes all share centre 0 / radius 1: build the rig once (look_at is slow)
             key = (rig, centre.tobytes(), radius, tuple(sorted(rig_options.items())))
             hash(key)
@@ -424,36 +309,6 @@ class Renderer:
         """Free the GL context (the renderer is unusable afterwards)."""
         if self.ctx is not None:
             self.ctx.release()
-
-
-def backfaces_hidden(mesh: trimesh.Trimesh, cams) -> bool:
-    """True when culling back faces cannot change what is visible: every connected part of ``mesh`` is
-    closed, consistently wound and oriented outwards (positive volume), and every camera sees the
-    whole bounding sphere in front of its near plane (so it is outside every part and nothing is
-    clipped open). A ray from outside then meets a part's front face before any of its back faces."""
-    faces = np.asarray(mesh.faces, np.int64)
-    n_vert = len(mesh.vertices)
-    if not len(faces) or len(faces) > CULL_MAX_FACES:
-        return False
-    centre, radius = _sphere(mesh)
-    for cam in cams:
-        depth = -(np.asarray(cam.view, float) @ np.append(centre, 1.0))[2]
-        if depth - radius <= cam.near:
-            return False
-    # Closed and consistently wound <=> each directed edge occurs once and so does its reverse.
-    src, dst = faces.ravel(), np.roll(faces, -1, axis=1).ravel()
-    edges = np.sort(src * n_vert + dst)
-    if (np.diff(edges) == 0).any() or not np.array_equal(edges, np.sort(dst * n_vert + src)):
-        return False
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(n_vert, n_vert))
-    _, labels = connected_components(graph, directed=False)
-    tri = np.asarray(mesh.vertices, float)[faces]
-    six_vol = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2]))
-    per_part = np.bincount(labels[faces[:, 0]], weights=six_vol)
-    return bool((per_part[np.unique(labels[faces[:, 0]])] > 0).all())
 
 
 def _vao(ctx, prog, vbo, fmt, attrs):
