@@ -9,15 +9,10 @@ import logging
 import re
 
 from models.errors import ConfigError  # one exception type for every config error
+from registries import choose
 
 __all__ = ["ConfigError", "resolve", "validate"]
 log = logging.getLogger("harness")
-
-
-def _choice(key: str, value, allowed) -> None:
-    allowed = sorted(allowed)
-    if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not known; allowed: {', '.join(map(str, allowed))}")
 
 
 def _positive(key: str, value, integer: bool = False) -> None:
@@ -37,13 +32,13 @@ def validate_data(data: dict) -> None:
         raise ConfigError(f"data.split fractions sum to {sum(split.values()):g}; they must sum to 1")
     if split["train"] <= 0 or split["test"] <= 0:
         raise ConfigError("data.split.train and data.split.test must be above 0")
-    _choice("data.captions_mode", data.get("captions_mode"), ["extend", "replace"])
+    choose("data.captions_mode", data.get("captions_mode"), ["extend", "replace"], ConfigError)
 
 
 def validate_render(render: dict) -> None:
     from renderers import RIGS
 
-    _choice("render.rig", render.get("rig"), [name for name in RIGS if name != "pose"])
+    choose("render.rig", render.get("rig"), [name for name in RIGS if name != "pose"], ConfigError)
     _positive("render.size", render.get("size"), integer=True)
     _positive("render.msaa", render.get("msaa"), integer=True)
     shard = str(render.get("shard"))
@@ -65,7 +60,7 @@ def validate_eval(ev: dict) -> None:
     resamples = ev.get("bootstrap")
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
         raise ConfigError(f"eval.bootstrap={ev.get('bootstrap')!r} must be an integer >= 0 (0: no CIs)")
-    _choice("eval.split", ev.get("split"), ["test", "val"])
+    choose("eval.split", ev.get("split"), ["test", "val"], ConfigError)
 
 
 def resolve_render_size(cfg: dict, warn: bool = True) -> dict:

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from registries import Registry
+
 from .errors import ConfigError
 
 PROJECTION_NAMES = ("visual.proj", "text_projection", "visual.head.", "text.proj.", "text.proj")
@@ -144,7 +146,7 @@ def _apply_full(bundle, cfg):
     return _set_trainable(bundle.model, lambda n: True)
 
 
-MODES: dict[str, Mode] = {
+MODES: Registry = Registry("train.mode", {
     "none": Mode("none", _apply_none, trains=False, doc="evaluate the model as loaded"),
     "linear": Mode("linear", _apply_linear, cached_features=True,
                    doc="frozen towers; linear maps on cached features"),
@@ -152,14 +154,12 @@ MODES: dict[str, Mode] = {
     "lora": Mode("lora", _apply_lora, doc="LoRA adapters on the attention projections"),
     "partial": Mode("partial", _apply_partial, doc="the last N blocks of each tower"),
     "full": Mode("full", _apply_full, doc="everything"),
-}
+}, error=ConfigError)
 
 
 def get_mode(name: str) -> Mode:
     """The registered mode ``name`` (clear error listing the allowed ones)."""
-    if name not in MODES:
-        raise ConfigError(f"unknown train.mode={name!r}; choose one of {', '.join(MODES)}")
-    return MODES[name]
+    return MODES.lookup(name)
 
 
 def param_groups(named_params: list[tuple[str, nn.Parameter]], lr: float, weight_decay: float,

@@ -9,6 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from registries import Registry
+
+from .errors import ConfigError
+
 
 class SinglePooling(nn.Module):
     """The first view only (the canonical front view): the single-image baseline."""
@@ -49,23 +53,19 @@ class AttentionPooling(nn.Module):
         return (weights * views).sum(dim=1)
 
 
-POOLINGS: dict[str, type[nn.Module]] = {
+POOLINGS: Registry = Registry("model.pooling", {
     "single": SinglePooling,
     "mean": MeanPooling,
     "max": MaxPooling,
     "attention": AttentionPooling,
-}
+}, error=ConfigError)
 #: Poolings with parameters: they must be trained, so modes that train nothing cannot use them.
 LEARNED_POOLINGS = frozenset({"attention"})
 
 
 def make_pooling(name: str, dim: int) -> nn.Module:
     """Instantiate pooling ``name`` for embeddings of size ``dim``."""
-    from .errors import ConfigError
-
-    if name not in POOLINGS:
-        raise ConfigError(f"unknown model.pooling={name!r}; choose one of {', '.join(POOLINGS)}")
-    cls = POOLINGS[name]
+    cls = POOLINGS.lookup(name)
     return cls(dim) if name in LEARNED_POOLINGS else cls()
 
 

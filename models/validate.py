@@ -1,6 +1,8 @@
 """Config validation for the models layer: called by harness/config.py before any heavy work."""
 from __future__ import annotations
 
+from registries import choose
+
 from .errors import ConfigError
 from .modes import MODES
 from .pooling import LEARNED_POOLINGS, POOLINGS
@@ -30,18 +32,16 @@ def validate_config(model_cfg: dict, train_cfg: dict, n_train_shapes: int | None
     model_cfg = model_cfg or {}
     train_cfg = train_cfg or {}
     mode = train_cfg.get("mode", "full")
-    if mode not in MODES:
-        raise ConfigError(f"unknown train.mode={mode!r}; choose one of {', '.join(MODES)}")
+    MODES.lookup(mode)
     pooling = model_cfg.get("pooling", "mean")
-    if pooling not in POOLINGS:
-        raise ConfigError(f"unknown model.pooling={pooling!r}; choose one of {', '.join(POOLINGS)}")
+    POOLINGS.lookup(pooling)
     if pooling in LEARNED_POOLINGS and not MODES[mode].trains:
         raise ConfigError(f"model.pooling={pooling!r} is learned and needs a trainable train.mode; "
                           f"with mode {mode!r} choose one of "
                           f"{', '.join(p for p in POOLINGS if p not in LEARNED_POOLINGS)}")
     device = model_cfg.get("device", "auto")
-    if device not in DEVICES and not str(device).startswith("cuda:"):
-        raise ConfigError(f"unknown model.device={device!r}; choose one of {', '.join(DEVICES)}")
+    if not str(device).startswith("cuda:"):
+        choose("model.device", device, DEVICES, ConfigError)
     if "name" in model_cfg:
         check_model_name(model_cfg["name"], model_cfg.get("pretrained"))
         check_weights_available(model_cfg["name"], model_cfg.get("pretrained"))

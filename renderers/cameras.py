@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from registries import Registry
+
 # Blender sensor width Pix3D renders with (sensor_fit HORIZONTAL, see xingyuansun/pix3d demo.py).
 PIX3D_SENSOR_WIDTH_MM = 32.0
 # Pix3D camera coordinates are +X left, +Y up, +Z forward (Blender camera rotated pi about Y);
@@ -166,6 +168,6 @@ def pose(width, height, center=(0, 0, 0), radius=1.0, *, rot_mat, trans_mat, foc
     return [cam.scaled_to(width, height).with_clip_for_sphere(center, radius)]
 
 
-RIGS = {"ring12": _ring(12), "ring8": _ring(8), "sphere20": sphere20, "pose": pose}
+RIGS = Registry("render.rig", {"ring12": _ring(12), "ring8": _ring(8), "sphere20": sphere20, "pose": pose})
 # Rigs that place the camera relative to the mesh (normalised by default); ``pose`` uses the mesh's own frame.
 MESH_FRAME_RIGS = {"pose"}

@@ -17,8 +17,7 @@ def pixel_config(cfg: dict) -> dict:
     """The canonical pixel-changing part of a render config (defaults filled in, types normalised)."""
     cfg = dict(cfg or {})
     out = {k: cfg.get(k, v) if cfg.get(k) is not None else v for k, v in PIXEL_KNOBS.items()}
-    if out["rig"] not in RIGS:
-        raise ValueError(f"render.rig={out['rig']!r} is unknown; choose one of {sorted(RIGS)}")
+    RIGS.lookup(out["rig"])
     size = out["size"]
     out["size"] = [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
     out["background"] = [round(float(c), 6) for c in out["background"]][:3]

@@ -190,12 +190,7 @@ class Renderer:
     # -- rendering ------------------------------------------------------------------------------
     def cameras(self, mesh: trimesh.Trimesh, rig="ring12", **rig_options) -> list[Camera]:
         """The rig's cameras for this (loaded) mesh at this renderer's size."""
-        if callable(rig):
-            rig_fn = rig
-        elif rig in RIGS:
-            rig_fn = RIGS[rig]
-        else:
-            raise ValueError(f"unknown rig {rig!r}; choose one of {sorted(RIGS)}")
+        rig_fn = rig if callable(rig) else RIGS.lookup(rig)
         centre, radius = bounding_sphere(mesh)
         try:  # normalised meshes all share centre 0 / radius 1: build the rig once (look_at is slow)
             key = (rig, centre.tobytes(), radius, tuple(sorted(rig_options.items())))

@@ -88,7 +88,7 @@ def test_bad_split_is_named(cfg, split, message):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("rig", "ring13", "render.rig='ring13' is not known; allowed: "),
+    ("rig", "ring13", "unknown render.rig='ring13'; choose one of ring12, ring8, sphere20"),
     ("size", 0, "render.size=0 must be a positive integer"),
     ("shard", "3/2", "render.shard='3/2' must be 'i/n'"),
     ("background", [1, 1], "render.background=[1, 1]"),
@@ -104,7 +104,7 @@ def test_bad_render_values_are_named(cfg, key, value, message):
     ("ks", [], "eval.ks=[] must be a non-empty list"),
     ("ks", [1, 0], "eval.ks[]=0 must be a positive integer"),
     ("bootstrap", -1, "eval.bootstrap=-1"),
-    ("split", "train", "eval.split='train' is not known; allowed: test, val"),
+    ("split", "train", "unknown eval.split='train'; choose one of test, val"),
 ])
 def test_bad_eval_values_are_named(cfg, key, value, message):
     cfg["eval"][key] = value

@@ -376,7 +376,7 @@ def test_generation_is_atomic_and_resumes(tmp_path, monkeypatch, tiny):
     assert not (tmp_path / "ds.partial").exists()
     with pytest.raises(hd.SynthError, match="already holds a dataset"):
         synth.generate(out, "tiny", seed=0, progress=False)
-    with pytest.raises(hd.SynthError, match="unknown synth preset 'huge'"):
+    with pytest.raises(hd.SynthError, match="unknown data.synth_preset='huge'; choose one of "):
         synth.generate(tmp_path / "x", "huge")
 
 

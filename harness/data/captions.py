@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from registries import choose
+
 from .palette import nearest_colour
 from .synth_meshes import ATTRIBUTES_FILE
 
@@ -241,8 +243,7 @@ def load_attributes(root) -> dict:
 def build_captions(dataset, captions_file=None, mode: str = "extend") -> dict[str, list[str]]:
     """Captions per shape key. mode: "extend" appends the file's captions, "replace" uses only the file's
     captions for the shapes it lists (other shapes keep generated ones)."""
-    if mode not in CAPTION_MODES:
-        raise CaptionsError(f"data.captions_mode = {mode!r}; choose one of {', '.join(CAPTION_MODES)}")
+    choose("data.captions_mode", mode, CAPTION_MODES, CaptionsError)
     attrs = load_attributes(dataset.root)
     out = {}
     for s in dataset.shapes:

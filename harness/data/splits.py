@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from registries import choose
+
 SPLITS = ("train", "val", "test")
 
 
@@ -43,8 +45,7 @@ class Split:
 
     def keys(self, name: str) -> tuple:
         """The shape keys of split ``name`` (train | val | test)."""
-        if name not in SPLITS:
-            raise SplitError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+        choose("split", name, SPLITS, SplitError)
         return getattr(self, name)
 
     def photos(self, dataset, name: str) -> list:

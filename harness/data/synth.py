@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from registries import choose
+
 from .pix3d import SYNTH_SOURCE
 from .synth_meshes import ATTRIBUTES_FILE, BUILDERS, CATEGORIES, write_obj
 
@@ -57,9 +59,7 @@ class SynthError(RuntimeError):
 
 def plan(preset: str, seed: int) -> list[dict]:
     """Every shape to build, in order: category, folder, file, photo numbers; pure and deterministic."""
-    if preset not in PRESETS:
-        raise SynthError(f"unknown synth preset {preset!r}; choose one of {sorted(PRESETS)}")
-    p = PRESETS[preset]
+    p = PRESETS[choose("data.synth_preset", preset, PRESETS, SynthError)]
     rng = np.random.default_rng([seed, 7])
     tasks: list[dict] = []
     counters = {c: 0 for c in CATEGORIES}
