@@ -24,7 +24,8 @@ def test_lookup_registration_and_the_one_message():
 
 
 @pytest.mark.parametrize("lookup, error, message", [
-    (lambda: models.get_mode("frozen"), models.ConfigError, "unknown train.mode='frozen'; choose one of none,"),
+    (lambda: models.get_mode("frozen"), models.ConfigError,
+     "unknown train.mode='frozen'; choose one of none,"),
     (lambda: models.make_pooling("sum", 8), models.ConfigError, "unknown model.pooling='sum'; choose one of"),
     (lambda: renderers.RIGS.lookup("ring7"), ValueError, "unknown render.rig='ring7'; choose one of ring12"),
 ])

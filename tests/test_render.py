@@ -169,7 +169,8 @@ def test_render_views_reuses_one_renderer():
 
 
 def test_unknown_rig_lists_the_allowed(renderer):
-    with pytest.raises(ValueError, match=r"unknown render.rig='ring7'; choose one of ring12, ring8, sphere20, pose"):
+    with pytest.raises(ValueError,
+                       match=r"unknown render.rig='ring7'; choose one of ring12, ring8, sphere20, pose"):
         renderer.render(trimesh.creation.box(), "ring7")
 
 
