@@ -4,7 +4,9 @@ Resolution order: an explicit URL (config ``store.url`` or Sacred's ``-m``) → 
 → the embedded server, started on demand in the store dir (config ``store.dir`` →
 ``$HARNESS_STORE_DIR`` → ``./runs/store``). A state file in the store dir records the server's port
 and pid so later processes reuse it; a dead server is restarted; concurrent starts are serialised
-by a file lock. The embedded server only ever binds 127.0.0.1.
+by a file lock. The embedded server only ever binds 127.0.0.1. It is nx-27017 started through
+``harness.embedded``, which first makes it answer like MongoDB where Sacred tools look (handshake,
+sort order, date arithmetic; docs/tracking.md) and refuses nx-27017 versions it was not tested with.
 
 CLI: ``python -m harness.store start|stop|status|url [--dir DIR]``.
 """
@@ -22,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from harness.embedded import LAUNCHER, UntestedVersionError, check_versions
 
 ENV_URL = "HARNESS_MONGO_URL"
 ENV_DIR = "HARNESS_STORE_DIR"
@@ -197,11 +201,25 @@ class EmbeddedServer:
         return None
 
     def start(self, timeout_s: float = 30.0) -> str:
-        """Start the server unless one already serves this dir; return its URL."""
+        """Start the server unless one already serves this dir; return its URL.
+
+        The server is nx-27017 started through ``harness.embedded``, which fixes the handshake, the
+        sort order and date arithmetic first and refuses an nx-27017/neosqlite version it was not
+        tested with (StoreError naming the versions).
+        """
         with self._locked():
             state = self.running()
             if state is not None:
+                if state.get("launcher") != LAUNCHER:
+                    print(f"warning: the embedded store in {self.dir} was started without the current "
+                          f"MongoDB-compatibility fixes ({LAUNCHER}); restart it to get them: "
+                          f"python -m harness.store stop --dir {self.dir} && "
+                          f"python -m harness.store start --dir {self.dir}", file=sys.stderr)
                 return self.url_for(state["port"])
+            try:
+                check_versions()  # an untested nx-27017 fails here, naming the versions
+            except UntestedVersionError as exc:
+                raise StoreError(str(exc)) from None
             last_error = ""
             for _attempt in range(3):  # a free port can be taken between probing and binding
                 port = _free_port()
@@ -211,7 +229,7 @@ class EmbeddedServer:
                     if proc.poll() is not None:
                         break
                     if _ping(port, timeout_s=1.0):
-                        state = {"port": port, "pid": proc.pid, "host": LOOPBACK,
+                        state = {"port": port, "pid": proc.pid, "host": LOOPBACK, "launcher": LAUNCHER,
                                  "data_dir": str(self.dir / "data"), "started": time.time()}
                         tmp = self.state_file.with_suffix(".json.tmp")
                         tmp.write_text(json.dumps(state))
@@ -228,7 +246,11 @@ class EmbeddedServer:
     def _spawn(self, port: int) -> subprocess.Popen:
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
         log = open(self.dir / "server.log", "ab")
-        cmd = [sys.executable, "-c", "import sys; from nx_27017.nx_27017 import main; sys.exit(main())",
+        # nx-27017 through harness.embedded (its MongoDB-compatibility fixes), from this same checkout
+        root = str(Path(__file__).resolve().parents[1])
+        launch = (f"import sys; sys.path.insert(0, {root!r}); "
+                  "from harness.embedded import main; sys.exit(main())")
+        cmd = [sys.executable, "-c", launch,
                "--data-dir", str(self.dir / "data"), "--host", LOOPBACK, "-p", str(port),
                "--pid-file", str(self.dir / "nx-27017.pid"), "--log-file", str(self.dir / "server.log")]
         # A new session so the server outlives this process and later processes can reuse it.
