@@ -2,7 +2,8 @@
 
 Store: ``$HARNESS_MONGO_URL`` (or ``--url`` after ``--``), else the harness's embedded store; database
 ``$LEADERBOARD_DB`` (default ``clip3d``). ``$LEADERBOARD_READ_ONLY=1`` (or ``--read-only``) disables
-editing tags and notes. Never imports torch.
+editing tags and notes. Served beyond loopback (Streamlit's ``server.address``), editing needs
+``$LEADERBOARD_EDIT_TOKEN`` (``leaderboard.access``). Never imports torch.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from leaderboard import access
 from leaderboard import queries as q
 
 DEFAULT_SHOWN = ["i2t_R@1", "i2t_R@5", "t2i_R@1", "t2i_R@5", "photo2shape_R@1", "cap_ret_CIDEr", "probe_top1"]
@@ -226,7 +228,18 @@ def view_compare(frame: pd.DataFrame, db, metrics: list[str]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp_boot")
 
 
-def view_detail(frame: pd.DataFrame, db, read_only: bool) -> None:
+def edit_policy(args) -> access.EditPolicy:
+    """Who may edit, from where this app listens (``server.address``; unset = every interface)."""
+    return access.EditPolicy.from_env(st.get_option("server.address"), read_only=args.read_only)
+
+
+def sidebar_edit_token(policy: access.EditPolicy) -> None:
+    if policy.needs_token:
+        st.sidebar.text_input("Edit token", type="password", key="edit_token",
+                              help=f"Editing tags and notes needs a secret of {access.ENV_TOKEN}.")
+
+
+def view_detail(frame: pd.DataFrame, db, policy: access.EditPolicy) -> None:
     options = frame["run_id"].tolist()
     wanted = st.query_params.get("run")
     index = next((i for i, r in enumerate(options) if str(r) == str(wanted)), 0)
@@ -263,16 +276,29 @@ def view_detail(frame: pd.DataFrame, db, read_only: bool) -> None:
             st.download_button(f"Download {name}", data, file_name=Path(name).name, key=f"art_{n}")
     with tabs[5]:
         board = doc.get("omniboard") if isinstance(doc.get("omniboard"), dict) else {}
+        token = st.session_state.get("edit_token")
+        editor = policy.authorize(token) if policy.enabled else None
+        locked = editor is None
         tags = st.text_input("Tags (comma-separated)", ", ".join(board.get("tags") or []),
-                             disabled=read_only, key=f"tags_{run_id}")
-        notes = st.text_area("Notes", board.get("notes") or "", disabled=read_only, key=f"notes_{run_id}")
-        if read_only:
-            st.caption("Read-only mode: editing is disabled.")
-        if st.button("Save tags and notes", disabled=read_only, key="save_meta"):
-            q.set_tags(db, run_id, tags)
-            q.set_notes(db, run_id, notes)
-            st.session_state["nonce"] = st.session_state.get("nonce", 0) + 1
-            st.success("Saved.")
+                             disabled=locked, key=f"tags_{run_id}")
+        notes = st.text_area("Notes", board.get("notes") or "", disabled=locked, key=f"notes_{run_id}")
+        if policy.why_disabled():
+            st.caption(policy.why_disabled())
+        elif locked:
+            st.caption(f"Enter an edit token ({access.ENV_TOKEN}) in the sidebar to edit tags and notes.")
+        else:
+            st.caption(f"Edits are recorded as **{editor}**.")
+        if st.button("Save tags and notes", disabled=locked, key="save_meta"):
+            # checked again here: never trust that a disabled button cannot be clicked
+            who = policy.authorize(st.session_state.get("edit_token"))
+            if who is None:
+                st.error("Not saved: editing needs a valid edit token." if policy.enabled else
+                         f"Not saved: {policy.why_disabled()}")
+            elif access.save_tags_and_notes(db, run_id, tags, notes, who):
+                st.session_state["nonce"] = st.session_state.get("nonce", 0) + 1
+                st.success("Saved.")
+            else:
+                st.info("Nothing changed.")
 
 
 # view name → function(filtered runs, db, metric names, app arguments)
@@ -281,7 +307,7 @@ VIEWS = {
     "Pareto": lambda frame, db, metrics, args: view_pareto(frame, metrics),
     "Per category": lambda frame, db, metrics, args: view_heatmap(frame, db),
     "Compare": lambda frame, db, metrics, args: view_compare(frame, db, metrics),
-    "Run detail": lambda frame, db, metrics, args: view_detail(frame, db, args.read_only),
+    "Run detail": lambda frame, db, metrics, args: view_detail(frame, db, edit_policy(args)),
 }
 
 
@@ -324,6 +350,7 @@ def main() -> None:
     view = st.sidebar.radio("View", list(VIEWS), key="view")
     if args.read_only:
         st.sidebar.caption("read-only")
+    sidebar_edit_token(edit_policy(args))
     filtered = sidebar_filters(frame)
     metrics = q.metric_columns(frame)
     st.caption(f"{len(filtered)} of {len(frame)} runs match the filters.")
