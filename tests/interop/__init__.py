@@ -1,0 +1,1 @@
+"""Opt-in interop suite: ``tox -e interop`` (the default ``tox`` does not collect it, see tox.ini)."""
