@@ -21,13 +21,17 @@ fixes were written and tested against, patches them in this process, then runs n
    ``$add``/``$subtract`` follow MongoDB: date − date → milliseconds (an integer), date ± number of
    milliseconds → date, null/missing → null, anything else with a date → an error. ``$expr`` in a
    ``find`` filter is evaluated by the same Python evaluator.
-4. **Types in updates.** A date or ObjectId written with ``$set`` (Sacred's own MongoObserver writes
+4. **Projections.** ``{"a.b": 1}`` returns ``{"a": {"b": ...}}`` (nx-27017 returned the flat key
+   ``"a.b"``) and ``{"a.b": 0}`` removes the nested field (it was ignored), in ``find`` and
+   ``$project``; only the kept fields are copied (neosqlite deep-copied every whole document).
+5. **Types in updates.** A date or ObjectId written with ``$set`` (Sacred's own MongoObserver writes
    ``heartbeat``, ``start_time`` and ``stop_time`` that way) was stored as text; it keeps its type.
 
 Known gaps that remain are listed in docs/tracking.md ("Notes on the embedded store").
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import decimal
 import math
@@ -323,26 +327,48 @@ def _patch_aggregation() -> None:
     ExprEvaluator._evaluate_arithmetic_python = _evaluate_arithmetic_python
 
     class _Prefiltered:
-        """The query engine, except that ``find()`` selects the leading ``$match`` (in SQL)."""
+        """The query engine, except that ``find()`` applies the pipeline's leading ``$match`` (in SQL)
+        and leading plain ``$project`` (so the Python engine copies only the fields the pipeline keeps)."""
 
-        def __init__(self, engine, query):
-            self._engine, self._query = engine, query
+        def __init__(self, engine, query, projection):
+            self._engine, self._query, self._projection = engine, query, projection
 
         def find(self, filter=None, projection=None, hint=None, session=None):
-            return self._engine.find(self._query, session=session)
+            return self._engine.find(self._query, self._projection, session=session)
 
         def __getattr__(self, name):
             return getattr(self._engine, name)
 
     def aggregate_with_constraints(self, pipeline, batch_size=101, memory_constrained=False, session=None):
         pipeline = list(pipeline)
-        engine = self
-        if pipeline and isinstance(pipeline[0], dict) and list(pipeline[0]) == ["$match"] and \
-                isinstance(pipeline[0]["$match"], dict):
-            engine = _Prefiltered(self, pipeline.pop(0)["$match"])
+        query = projection = None
+        if pipeline and _stage(pipeline[0], "$match"):
+            query = pipeline.pop(0)["$match"]
+        if pipeline and _stage(pipeline[0], "$project") and _plain_inclusion(pipeline[0]["$project"]):
+            projection = dict(pipeline[0]["$project"])  # the stage stays: it also orders the fields
+        engine = self if query is None and projection is None else _Prefiltered(self, query or {}, projection)
         return python_aggregation_engine.execute_python_aggregation(engine, pipeline, session)
 
     QueryEngine.aggregate_with_constraints = aggregate_with_constraints
+    # The Python engine deep-copies every document twice ($$ROOT, $project): copy.deepcopy was 80 %
+    # of Omniboard's run-table aggregation; documents hold only dicts, lists and immutable values.
+    from neosqlite.collection.query_helper import aggregation as aggregation_helpers
+
+    python_aggregation_engine.deepcopy = copy_document
+    aggregation_helpers.deepcopy = copy_document
+
+    # Projections of field paths (find's projection, $project), MongoDB's way
+    original_projection = QueryHelper._apply_projection
+
+    def _apply_projection(self, projection, document):
+        if not projection or not isinstance(document, dict):
+            return original_projection(self, projection, document)
+        projected = project(document, projection)
+        if projected is None:
+            return _nest_dotted(original_projection(self, projection, document))
+        return projected
+
+    QueryHelper._apply_projection = _apply_projection
 
     # find({"$expr": ...}): always the Python evaluator (its SQL translation gets dates wrong too)
     QueryHelper._build_expr_where_clause = lambda self, query: None
@@ -369,12 +395,144 @@ def _patch_set_types() -> None:
     _sql_updates._convert_bytes_to_binary = _convert
 
 
+_IMMUTABLE = (str, int, float, bool, type(None), bytes, dt.datetime, dt.date, decimal.Decimal)
+
+
+def copy_document(value, memo=None):
+    """``copy.deepcopy`` for decoded documents: dicts and lists rebuilt, immutable leaves shared.
+
+    Anything else (an ObjectId, Binary, a user type) goes through ``copy.deepcopy``.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {k: copy_document(v) for k, v in value.items()}
+    if kind is list:
+        return [copy_document(v) for v in value]
+    if kind in _IMMUTABLE:
+        return value
+    return copy.deepcopy(value, memo)
+
+
+def _path_tree(paths) -> dict:
+    tree: dict = {}
+    for path in paths:
+        node = tree
+        parts = path.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if child is True:  # "a" and "a.b": the whole of "a"
+                break
+            node = child
+        else:
+            node[parts[-1]] = True
+    return tree
+
+
+def _include(doc: dict, tree: dict) -> dict:
+    out = {}
+    for key, value in doc.items():  # the document's field order, as MongoDB keeps it
+        sub = tree.get(key)
+        if sub is None:
+            continue
+        if sub is True:
+            out[key] = copy_document(value)
+        elif isinstance(value, dict):
+            out[key] = _include(value, sub)
+        elif isinstance(value, list):
+            out[key] = _include_list(value, sub)
+    return out
+
+
+def _include_list(items: list, tree: dict) -> list:
+    return [_include(v, tree) if isinstance(v, dict) else _include_list(v, tree)
+            for v in items if isinstance(v, (dict, list))]
+
+
+def _exclude(doc: dict, tree: dict) -> dict:
+    out = {}
+    for key, value in doc.items():
+        sub = tree.get(key)
+        if sub is True:
+            continue
+        if sub is None:
+            out[key] = copy_document(value)
+        elif isinstance(value, dict):
+            out[key] = _exclude(value, sub)
+        elif isinstance(value, list):
+            out[key] = [_exclude(v, sub) if isinstance(v, dict) else copy_document(v) for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+def project(document: dict, projection: dict) -> dict | None:
+    """MongoDB's field projection (``{"a.b": 1}`` → ``{"_id": ..., "a": {"b": ...}}``; ``{"a.b": 0}``
+    removes ``b`` from ``a``; through arrays of documents), or None for projections with expressions,
+    ``$slice``/``$elemMatch`` or positional paths, which neosqlite handles.
+
+    neosqlite returned an included path as one flat key (``{"a.b": ...}``) and ignored an excluded
+    nested path.
+    """
+    fields = {k: v for k, v in projection.items() if k != "_id"}
+    keep_id = projection.get("_id", 1) not in (0, False)
+    if not all(isinstance(k, str) and "$" not in k and isinstance(v, (int, float))
+               for k, v in fields.items()):
+        return None
+    included = [k for k, v in fields.items() if v]
+    excluded = [k for k, v in fields.items() if not v]
+    if included and excluded:
+        return None  # MongoDB refuses the mix; leave the answer to neosqlite
+    if not fields and keep_id:  # {"_id": 1}: the id alone
+        return {"_id": document["_id"]} if "_id" in document else {}
+    if included:
+        out = _include(document, _path_tree(included))
+        if keep_id and "_id" in document:
+            out = {"_id": document["_id"], **out}
+        return out
+    tree = _path_tree(excluded)
+    if not keep_id:
+        tree["_id"] = True
+    return _exclude(document, tree)
+
+
+def _nest_dotted(doc: dict) -> dict:
+    """``{"a.b": 1}`` → ``{"a": {"b": 1}}`` for the keys neosqlite's projection left flat."""
+    if not any("." in k for k in doc):
+        return doc
+    out: dict = {}
+    for key, value in doc.items():
+        node, parts = out, key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):  # a value already there: keep the key as it came
+                out[key] = value
+                break
+        else:
+            node[parts[-1]] = value
+    return out
+
+
+def _stage(stage, name: str) -> bool:
+    return isinstance(stage, dict) and list(stage) == [name] and isinstance(stage[name], dict)
+
+
+def _plain_inclusion(spec: dict) -> bool:
+    """A ``$project`` that only keeps fields (``{"a": 1, "b.c": True}``, ``_id`` kept or dropped)."""
+    fields = {k: v for k, v in spec.items() if k != "_id"}
+    return bool(fields) and spec.get("_id", 1) in (0, 1, True, False) and all(
+        isinstance(k, str) and not k.startswith("$") and v in (1, True) and not isinstance(v, float)
+        for k, v in fields.items())
+
+
 _TARGETS = [
     ("neosqlite.collection.query_helper._sql_updates", "_convert_bytes_to_binary"),
     ("nx_27017.handler", "NeoSQLiteHandler.handle_command"),
     ("nx_27017.handler", "MIN_WIRE_VERSION"),
     ("neosqlite.collection.query_helper", "QueryHelper._build_sort_clause"),
     ("neosqlite.collection.query_helper", "QueryHelper._build_expr_where_clause"),
+    ("neosqlite.collection.query_helper", "QueryHelper._apply_projection"),
+    ("neosqlite.collection.query_helper.aggregation", "deepcopy"),
+    ("neosqlite.collection.query_engine.python_aggregation_engine", "deepcopy"),
     ("neosqlite.collection.type_utils", "bson_sort_key"),
     ("neosqlite.collection.expr_evaluator", "ExprEvaluator._evaluate_arithmetic_python"),
     ("neosqlite.collection.expr_evaluator", "ExprEvaluator._evaluate_operand_python"),

@@ -312,3 +312,35 @@ def test_a_server_started_without_the_fixes_is_reported(tmp_path, capsys, clean_
         assert "without the current MongoDB-compatibility fixes" in capsys.readouterr().err
     finally:
         server.stop()
+
+
+def test_leading_match_and_project_keep_their_meaning(db):
+    """The launcher hands a leading $match and a plain $project to find() (SQL, fewer fields copied)."""
+    db.p.insert_many([{"_id": i, "a": {"b": i, "c": "x" * 50}, "d": [i, {"e": i}], "f": i % 2}
+                      for i in range(1, 13)])
+    out = list(db.p.aggregate([{"$match": {"f": 1}}, {"$project": {"a.b": 1, "d": 1}},
+                               {"$sort": {"_id": -1}}, {"$limit": 2}]))
+    assert out == [{"_id": 11, "a": {"b": 11}, "d": [11, {"e": 11}]},
+                   {"_id": 9, "a": {"b": 9}, "d": [9, {"e": 9}]}]
+    out = list(db.p.aggregate([{"$project": {"_id": 0, "f": 1}}, {"$group": {"_id": "$f", "n": {"$sum": 1}}},
+                               {"$sort": {"_id": 1}}]))
+    assert out == [{"_id": 0, "n": 6}, {"_id": 1, "n": 6}]
+    out = list(db.p.aggregate([{"$project": {"d": 1}}, {"$unwind": "$d"}, {"$count": "n"}]))
+    assert out == [{"n": 24}]
+    (root,) = db.p.aggregate([{"$match": {"_id": 3}}, {"$addFields": {"a.b": 30, "copy": "$$ROOT"}}])
+    assert root["a"]["b"] == 30 and root["copy"]["a"]["b"] == 3  # $$ROOT: the document before the stages
+
+
+def test_projections_of_nested_paths(db):
+    """find's projection and $project keep nested paths nested (nx-27017 returned {"a.b": ...})."""
+    db.n.insert_one({"_id": 1, "a": {"b": 1, "c": 2}, "l": [{"x": 1, "y": 2}, {"y": 3}, 7], "s": 5,
+                     "t": "keep"})
+    included = db.n.find_one({}, {"a.b": 1, "l.x": 1, "s.z": 1})
+    assert included == {"_id": 1, "a": {"b": 1}, "l": [{"x": 1}, {}]}
+    excluded = db.n.find_one({}, {"a.c": 0, "l.y": 0, "_id": 0})
+    assert excluded == {"a": {"b": 1}, "l": [{"x": 1}, {}, 7], "s": 5, "t": "keep"}
+    assert db.n.find_one({}, {"_id": 1}) == {"_id": 1}
+    assert db.n.find_one({}, {"_id": 0, "t": 1}) == {"t": "keep"}
+    assert list(db.n.find({}, ["a.b"])) == [{"_id": 1, "a": {"b": 1}}]
+    (out,) = db.n.aggregate([{"$project": {"a.b": 1, "twice": {"$multiply": ["$s", 2]}}}])
+    assert out == {"_id": 1, "a": {"b": 1}, "twice": 10}
