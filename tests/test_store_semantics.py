@@ -344,3 +344,31 @@ def test_projections_of_nested_paths(db):
     assert list(db.n.find({}, ["a.b"])) == [{"_id": 1, "a": {"b": 1}}]
     (out,) = db.n.aggregate([{"$project": {"a.b": 1, "twice": {"$multiply": ["$s", 2]}}}])
     assert out == {"_id": 1, "a": {"b": 1}, "twice": 10}
+
+
+def test_sacreds_own_mongo_observer_counts_past_ten(store_url, mongo_client):
+    """Sacred's MongoObserver allocates "largest _id + 1" and writes with $set: both work now."""
+    from sacred import Experiment
+    from sacred.observers import MongoObserver
+
+    mongo_client.drop_database("sem_sacred")
+    for n in range(12):
+        ex = Experiment("plain_sacred", save_git_info=False)
+        ex.add_config(n=n)
+
+        @ex.main
+        def main(_run, n):
+            _run.log_scalar("loss", 1.0 / (1 + n))
+            return n
+
+        ex.observers.append(MongoObserver(url=store_url, db_name="sem_sacred"))
+        ex.run(options={"--loglevel": "ERROR"})
+    db = mongo_client["sem_sacred"]
+    assert [d["_id"] for d in db.runs.find({}, {"_id": 1}).sort("_id", 1)] == list(range(1, 13))
+    doc = db.runs.find_one({"_id": 12})
+    assert doc["status"] == "COMPLETED" and doc["result"] == 11
+    assert isinstance(doc["start_time"], dt.datetime) and isinstance(doc["heartbeat"], dt.datetime)
+    spans = db.runs.aggregate([{"$project": {"d": {"$subtract": ["$stop_time", "$start_time"]}}}])
+    durations = [d["d"] for d in spans]
+    assert len(durations) == 12 and all(isinstance(d, int) and d >= 0 for d in durations)
+    mongo_client.drop_database("sem_sacred")
