@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent
 @pytest.fixture(scope="session")
 def store_dir(tmp_path_factory):
     """A temporary store dir whose embedded server runs for the whole test session."""
-    from harness.store import EmbeddedServer
+    from runstore import EmbeddedServer
 
     path = tmp_path_factory.mktemp("store")
     server = EmbeddedServer(path)
@@ -43,7 +43,7 @@ def _runs_go_to_the_test_store(store_dir):
 @pytest.fixture(scope="session")
 def store_url(store_dir):
     """The mongodb:// URL of the session's embedded server."""
-    from harness.store import EmbeddedServer
+    from runstore import EmbeddedServer
 
     return EmbeddedServer(store_dir).start()
 

@@ -13,9 +13,9 @@ import pandas as pd
 import pymongo
 import pytest
 
-from harness.tracking import ROW_CACHE
 from leaderboard import demo
 from leaderboard import queries as q
+from runstore import ROW_CACHE
 
 APP = str(Path(__file__).resolve().parents[1] / "leaderboard" / "app.py")
 FULL_RUNS = 5000

@@ -1,4 +1,4 @@
-"""Recording runs: the idempotent spool push (``harness.tracking.push_run``, what ``sync`` and the
+"""Recording runs: the idempotent spool push (``runstore.push_run``, what ``sync`` and the
 observer use) against plain pymongo ``insert_many`` of the same documents (the floor: one batched,
 non-idempotent write, no spool, no id allocation).
 
@@ -6,7 +6,7 @@ non-idempotent write, no spool, no id allocation).
 
 And the spool's walk: ``sync`` of a few new runs over a spool that still holds 5,000 runs already in
 the store (what it held before finished runs were pruned) against the same sync over a pruned spool,
-plus the one-off ``sync --prune`` of those 5,000 (``harness.spool``).
+plus the one-off ``sync --prune`` of those 5,000 (``runstore.prune``).
 """
 import copy
 import datetime as dt
@@ -15,7 +15,7 @@ import uuid
 
 import pymongo
 
-from harness.tracking import SpoolRun, push_run
+from runstore import SpoolRun, push_run
 
 POINTS = 100
 
@@ -94,7 +94,8 @@ def _stored_runs(spool, db, n: int, points: int = 20) -> None:
     """
     from bson import Binary, ObjectId
 
-    from harness.tracking import ARTIFACT_DIR, METRICS_FILE, RUN_FILE, STATE_FILE, _dumps
+    from runstore.spool import ARTIFACT_DIR, METRICS_FILE, RUN_FILE, STATE_FILE
+    from runstore.spool import dumps as _dumps
 
     stamp = dt.datetime(2026, 1, 1)
     content = b"artifact " * 100
@@ -142,8 +143,8 @@ def test_sync_over_a_pruned_spool_vs_5000_stored_runs(benchmark, store_url, tmp_
     References measured here: that walk before pruning (reading each ``state.json``), the walk the
     previous `sync` made (loading every folder), and a sync that pushes ``new`` runs before/after.
     """
-    from harness.spool import folder_bytes
-    from harness.tracking import spooled_runs, sync
+    from runstore import spooled_runs, sync
+    from runstore.prune import folder_bytes
 
     n, new = (50, 2) if benchmark.disabled else (5000, 10)
     client = pymongo.MongoClient(store_url)

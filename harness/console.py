@@ -121,7 +121,7 @@ def input_error_types() -> tuple:
         "harness.data.synth": ("SynthError",),
         "harness.metrics.captioning": ("JavaNotFoundError",),
         "renderers.errors": ("EGLUnavailableError",),
-        "harness.store": ("StoreError",),
+        "runstore.errors": ("StoreError",),
     }
     types = []
     for module, attrs in names.items():

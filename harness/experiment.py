@@ -11,7 +11,7 @@ from sacred.observers.mongo import parse_mongo_db_arg
 from sacred.utils import apply_backspaces_and_linefeeds
 
 from harness import console
-from harness.store import mask_secrets
+from runstore import mask_secrets
 
 log = logging.getLogger("harness.experiment")
 

@@ -29,7 +29,8 @@ def main(argv=None) -> int:
     parser.add_argument("updates", nargs="*", help="extra config updates, e.g. train.epochs=2")
     args = parser.parse_args(argv)
 
-    from harness import console, store
+    import runstore as store
+    from harness import console
 
     console.ignore_import_warnings()  # Sacred's pkg_resources warning, before Sacred is imported
     from harness.commands import ex

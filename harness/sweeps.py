@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 
-from harness.store import StoreError, connect, mask_secrets
+from runstore import StoreError, connect, mask_secrets
 
 log = logging.getLogger("harness.sweeps")
 

@@ -49,7 +49,7 @@ def build(argv=None) -> tuple[list[str], dict, argparse.Namespace]:
 def main(argv=None) -> int:
     command, env, args = build(argv)
     if not access.is_loopback(args.host):
-        from harness.store import describe
+        from runstore import describe
 
         read_only = args.read_only or env.get("LEADERBOARD_READ_ONLY", "") not in ("", "0", "false")
         policy = access.EditPolicy.from_env(args.host, read_only=read_only, environ=env)

@@ -41,7 +41,7 @@ def parse_args(argv) -> argparse.Namespace:
 
 @st.cache_resource(show_spinner=False)
 def get_client(url):
-    from harness.store import connect
+    from runstore import connect
 
     return connect(url, timeout_s=3)
 
@@ -53,11 +53,11 @@ def get_runs(url, db_name, nonce: int) -> pd.DataFrame:
 
 
 def store_error(exc: Exception, url) -> None:
-    from harness.store import describe, mask_secrets
+    from runstore import describe, mask_secrets
 
     st.error(f"**The run store is unreachable.**\n\n{mask_secrets(str(exc))}")
     st.markdown(f"Store tried: {mask_secrets(describe(url))}.\n\nStart the embedded store with "
-                "`python -m harness.store start` (then `python -m leaderboard`), or point "
+                "`python -m runstore start` (then `python -m leaderboard`), or point "
                 "`HARNESS_MONGO_URL` / `--url` at a running MongoDB.")
 
 
@@ -324,7 +324,7 @@ def main() -> None:
     st.set_page_config(page_title="clip3d-bench leaderboard", layout="wide")
     args = parse_args(sys.argv[1:])
     st.title("clip3d-bench leaderboard")
-    from harness.store import StoreError
+    from runstore import StoreError
 
     try:
         client = get_client(args.url)

@@ -180,7 +180,7 @@ def main(argv=None) -> int:
     parser.add_argument("--db", default="clip3d")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from harness.store import connect
+    from runstore import connect
 
     populate(connect(args.url)[args.db], args.n, args.seed)
     print(f"inserted {args.n} demo runs into db {args.db}")

@@ -20,8 +20,8 @@ import pandas as pd
 
 from harness.metrics import align_per_shape, paired_bootstrap
 from harness.metrics import direction as metric_direction
-from harness.tracking import FINAL_STATUSES, ROW_CACHE, effective_status, forget_rows
-from harness.tracking import PROBABLY_DEAD as PROBABLY_DEAD  # re-exported for the app and tests
+from runstore import FINAL_STATUSES, ROW_CACHE, effective_status, forget_rows
+from runstore import PROBABLY_DEAD as PROBABLY_DEAD  # re-exported for the app and tests
 
 DEFAULT_METRIC = "i2t_R@1"
 GROUP_KEYS = ["model", "pretrained", "mode", "pooling", "dataset"]

@@ -65,3 +65,71 @@ def test_training_input_errors():
     with pytest.raises(ConfigError, match="no captions"):
         train_captioner(np.zeros((1, 4)), [[]])
     assert isinstance(PrefixCaptioner(Vocab.build(["a"]), 4), PrefixCaptioner)
+
+
+def per_shape_beam(model, emb, beam, max_len, length_penalty=0.0):
+    """Beam search one shape at a time: the captioner's search before it was batched, kept verbatim
+    as the reference the batched search must match caption for caption."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    beams = [([1], 0.0)]
+    finished = []
+    for _ in range(max_len):
+        seqs = torch.tensor([s for s, _ in beams], device=emb.device)
+        logp = F.log_softmax(model(emb.expand(len(beams), -1), seqs)[:, -1], dim=-1)
+        logp[:, 0] = -math.inf  # never emit padding
+        cand = []
+        for (seq, score), row in zip(beams, logp, strict=True):
+            top = torch.topk(row, beam)
+            cand += [(seq + [int(i)], score + float(v))
+                     for v, i in zip(top.values, top.indices, strict=True)]
+        cand.sort(key=lambda c: (-c[1], c[0]))  # deterministic on equal scores
+        beams = []
+        for seq, score in cand:
+            (finished if seq[-1] == 2 else beams).append((seq, score))
+            if len(beams) == beam:
+                break
+        if len(finished) >= beam or not beams:
+            break
+    finished += beams
+    best = max(finished, key=lambda c: c[1] / (len(c[0]) ** length_penalty if length_penalty else 1.0))
+    return model.vocab.decode(best[0][1:])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batched_beam_search_equals_per_shape_search_on_random_models(seed):
+    import torch
+
+    rng = np.random.default_rng(seed)
+    words_ = [f"w{i}" for i in range(int(rng.integers(3, 40)))]
+    caps = [" ".join(rng.choice(words_, int(rng.integers(1, 8)))) for _ in range(50)]
+    torch.manual_seed(seed)
+    dim = int(rng.integers(4, 48))
+    model = PrefixCaptioner(Vocab.build(caps), dim, d_model=int(rng.choice([16, 32, 64])),
+                            prefix_len=int(rng.integers(1, 5)), layers=int(rng.integers(1, 3)),
+                            max_len=int(rng.integers(4, 16))).eval()
+    if seed % 2:  # sharper distributions: stop tokens and finished beams show up early
+        with torch.no_grad():
+            model.head.weight.mul_(8.0)
+    emb = rng.normal(size=(int(rng.integers(1, 24)), dim)).astype(np.float32)
+    t = torch.as_tensor(emb)
+    for beam, penalty in ((2, 0.0), (3, 0.7), (5, 0.0)):
+        with torch.no_grad():
+            want = [per_shape_beam(model, t[i:i + 1], beam, model.max_len - 1, penalty) for i in range(len(t))]
+        assert model.generate(emb, beam_size=beam, length_penalty=penalty) == want, (beam, penalty)
+        assert model.generate(emb, beam_size=beam, length_penalty=penalty, chunk=7) == want
+
+
+def test_batched_beam_search_equals_per_shape_search_on_a_trained_model():
+    import torch
+
+    train_emb, train_caps, _ = clustered(6, seed=1)
+    test_emb, _, _ = clustered(4, seed=2)
+    model = train_captioner(train_emb, train_caps, epochs=3, seed=0, d_model=32, layers=1, batch_size=16)
+    t = torch.as_tensor(test_emb)
+    with torch.no_grad():
+        want = [per_shape_beam(model, t[i:i + 1], 3, model.max_len - 1) for i in range(len(t))]
+    assert model.generate(test_emb, beam_size=3) == want

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from conftest import PYTHON, python_env
-from harness.tracking import FINAL_STATUSES, ROW_CACHE
 from leaderboard import demo
 from leaderboard import queries as q
+from runstore import FINAL_STATUSES, ROW_CACHE
 
 APP = str(Path(__file__).resolve().parents[1] / "leaderboard" / "app.py")
 N_RUNS = 24
@@ -417,7 +417,7 @@ def test_app_store_unreachable_shows_masked_url(app_env):
     text = at.error[0].value + " ".join(m.value for m in at.markdown)
     assert "The run store is unreachable" in text
     assert f"mongodb://alice:***@127.0.0.1:{port}" in text and "s3cret" not in text
-    assert "python -m harness.store start" in text
+    assert "python -m runstore start" in text
 
 
 def test_app_empty_store_and_malformed_documents(mongo_client, app_env):

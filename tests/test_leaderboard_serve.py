@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from conftest import PYTHON, python_env
-from harness.tracking import FINAL_STATUSES, ROW_CACHE
 from leaderboard import __main__ as cli
 from leaderboard import access, demo
 from leaderboard import queries as q
+from runstore import FINAL_STATUSES, ROW_CACHE
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "leaderboard" / "app.py")

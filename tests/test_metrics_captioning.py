@@ -62,3 +62,121 @@ def test_bad_inputs():
         caption_scores({"a": "x"}, {"a": "x"})
     with pytest.raises(CaptionInputError, match="at least one"):
         caption_scores({}, {})
+
+
+# --- the process's JVM pool: one METEOR and one tokenizer JVM, reused, restarted when dead ----------
+
+TRICKY = {"a": ["Hello, World. This is \"quoted\" text!", "A chair's leg -- isn't it...", "  "],
+          "b": ["colour (red) {x} [y]", "naïve café — “smart quotes” ‘x’", "tab\there"],
+          "c": ["xqfill xqbegin1 xqend1", "1,000.50 $ 3/4 & < > @ #", "U.S.A. Mr. Smith can't", "x" * 3000]}
+
+
+def test_tokenizer_jvm_gives_pycocoevalcap_tokens_and_is_reused():
+    from harness.metrics.captioning import jvm_pool, ptb_tokenize_once
+
+    pool = jvm_pool()
+    expected = ptb_tokenize_once(TRICKY)
+    assert pool.tokenize(TRICKY) == expected
+    pid = pool.pids()["tokenizer"]
+    assert pid is not None
+    assert pool.tokenize(TRICKY) == expected and pool.pids()["tokenizer"] == pid  # same JVM
+    # a caption the tokenizer splits over two lines: the one-shot tokenizer answers, exactly as before
+    odd = {"a": ["one\rtwo", "three"], "b": ["four"]}
+    assert pool.tokenize(odd) == ptb_tokenize_once(odd)
+    assert pool.tokenize(TRICKY) == expected  # and a fresh JVM serves the next request
+
+
+def test_caption_scores_reuse_both_jvms_across_evaluations():
+    from harness.metrics.captioning import jvm_pool
+
+    pool = jvm_pool()
+    first = caption_scores(PREDICTIONS, REFERENCES)
+    pids, starts = pool.pids(), dict(pool.starts)
+    assert pids["meteor"] and pids["tokenizer"]
+    assert caption_scores(PREDICTIONS, REFERENCES) == first
+    assert pool.pids() == pids and pool.starts == starts  # no JVM started for the second evaluation
+
+
+def test_dead_jvms_are_restarted(monkeypatch):
+    from harness.metrics import captioning
+
+    pool = captioning.jvm_pool()
+    first = caption_scores(PREDICTIONS, REFERENCES)
+    old = pool.pids()
+    for jvm in (pool._meteor, pool._tokenizer):  # killed between two evaluations
+        jvm.proc.kill()
+        jvm.proc.wait()
+    assert caption_scores(PREDICTIONS, REFERENCES) == first
+    new = pool.pids()
+    assert new["meteor"] not in (None, old["meteor"]) and new["tokenizer"] not in (None, old["tokenizer"])
+
+    # killed in the middle of a request: retried once on a new JVM
+    real_submit = captioning.BatchMeteor.submit
+    killed = []
+
+    def submit_then_die(self, gts, res):
+        real_submit(self, gts, res)
+        if not killed:
+            killed.append(self.pid)
+            self.proc.kill()
+            self.proc.wait()
+
+    monkeypatch.setattr(captioning.BatchMeteor, "submit", submit_then_die)
+    assert caption_scores(PREDICTIONS, REFERENCES) == first
+    assert killed and pool.pids()["meteor"] not in (None, killed[0])
+
+
+def test_a_failed_request_never_leaves_stale_answers(monkeypatch):
+    """An exception between submitting to METEOR and collecting stops that JVM: the next evaluation
+    must not read the abandoned request's answers."""
+    from harness.metrics import captioning
+
+    pool = captioning.jvm_pool()
+    expected = caption_scores(PREDICTIONS, REFERENCES)
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr("pycocoevalcap.cider.cider.Cider.compute_score", boom)
+        with pytest.raises(KeyboardInterrupt):
+            caption_scores(PREDICTIONS, REFERENCES)
+    assert caption_scores(PREDICTIONS, REFERENCES) == expected
+    assert pool.pids()["meteor"] is not None
+
+
+def test_jvm_pool_is_safe_across_threads():
+    import threading
+
+    expected = caption_scores(PREDICTIONS, REFERENCES)
+    other = {k: v + " again" for k, v in PREDICTIONS.items()}
+    expected_other = caption_scores(other, REFERENCES)
+    results, errors = {}, []
+
+    def work(name, preds):
+        try:
+            for _ in range(3):
+                results.setdefault(name, []).append(caption_scores(preds, REFERENCES))
+        except Exception as exc:  # pragma: no cover - shown by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n, p)) for n, p in (("a", PREDICTIONS), ("b", other))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert results["a"] == [expected] * 3 and results["b"] == [expected_other] * 3
+
+
+def test_pool_close_stops_the_jvms_and_a_later_use_starts_new_ones():
+    from harness.metrics.captioning import jvm_pool
+
+    pool = jvm_pool()
+    pool.prestart()
+    pids = pool.pids()
+    assert pids["meteor"] and pids["tokenizer"]
+    pool.close()
+    assert pool.pids() == {"meteor": None, "tokenizer": None}
+    caption_scores(PREDICTIONS, REFERENCES)
+    assert pool.pids()["meteor"] not in (None, pids["meteor"])

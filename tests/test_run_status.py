@@ -1,7 +1,7 @@
 """Pure tests of run status (heartbeats, probably-dead runs) and secret masking in run documents."""
 import datetime as dt
 
-from harness.tracking import PROBABLY_DEAD, effective_status, is_dead, mask_doc
+from runstore import PROBABLY_DEAD, effective_status, is_dead, mask_doc
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0)
 

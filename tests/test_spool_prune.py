@@ -9,10 +9,12 @@ import pytest
 from test_tracking import tiny_experiment, unique_db
 from tracking_fixtures import free_port
 
-import harness.tracking as tracking
+import harness.tracking
+import runstore as tracking
 from harness.__main__ import main as harness_main
-from harness.spool import folder_bytes, prune_run
-from harness.tracking import SpoolingMongoObserver, SpoolRun, make_observer, push_run, spooled_runs, sync
+from harness.tracking import SpoolingMongoObserver, make_observer
+from runstore import SpoolRun, push_run, spooled_runs, sync
+from runstore.prune import folder_bytes, prune_run
 
 STOP = dt.datetime(2026, 1, 1, 12, 0, 0)
 
@@ -143,7 +145,7 @@ def test_the_end_of_run_check_keeps_the_folder_when_the_store_lost_a_point(store
             _drop_metric_point(database, run_id)
         return run_id
 
-    monkeypatch.setattr(tracking, "push_run", lossy_push)
+    monkeypatch.setattr(harness.tracking, "push_run", lossy_push)  # where the observer looks it up
     spool = tmp_path / "spool"
     with caplog.at_level(logging.WARNING, logger="harness.tracking"):
         run = tiny_experiment(SpoolingMongoObserver(url=store_url, db_name=db.name, spool=spool)).run(

@@ -5,13 +5,13 @@ import time
 import pymongo
 import pytest
 
+import runstore as store
 from conftest import PYTHON, python_env
-from harness import store
-from harness.store import EmbeddedServer, StoreUnreachable, mask_secrets, mask_url
+from runstore import EmbeddedServer, StoreUnreachable, mask_secrets, mask_url
 
 
 def _url_from_cli(store_dir, **env):
-    out = subprocess.run([PYTHON, "-m", "harness.store", "url", "--dir", str(store_dir)],
+    out = subprocess.run([PYTHON, "-m", "runstore", "url", "--dir", str(store_dir)],
                          capture_output=True, text=True, env=python_env(**env), timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip().splitlines()[-1]
@@ -34,7 +34,7 @@ def test_two_processes_share_one_server(tmp_path):
 
 
 def test_concurrent_starts_make_one_server(tmp_path):
-    procs = [subprocess.Popen([PYTHON, "-m", "harness.store", "url", "--dir", str(tmp_path / "race")],
+    procs = [subprocess.Popen([PYTHON, "-m", "runstore", "url", "--dir", str(tmp_path / "race")],
                               stdout=subprocess.PIPE, text=True, env=python_env()) for _ in range(3)]
     urls = {p.communicate(timeout=90)[0].strip().splitlines()[-1] for p in procs}
     try:
@@ -124,7 +124,7 @@ def test_unreachable_url_fails_fast_with_masked_url(clean_env):
 
 def test_status_cli_unreachable_env_url_is_fast_and_masked(tmp_path):
     t0 = time.monotonic()
-    out = subprocess.run([PYTHON, "-m", "harness.store", "status"], capture_output=True, text=True,
+    out = subprocess.run([PYTHON, "-m", "runstore", "status"], capture_output=True, text=True,
                          env=python_env(HARNESS_MONGO_URL="mongodb://bob:hunter2@127.0.0.1:1"), timeout=60)
     assert time.monotonic() - t0 < 15  # interpreter start + at most the 5 s limit
     assert out.returncode == 1

@@ -1,6 +1,6 @@
-"""The embedded store answers like MongoDB where the Sacred ecosystem looks (harness/embedded.py).
+"""The embedded store answers like MongoDB where the Sacred ecosystem looks (runstore/embedded.py).
 
-A pymongo client against the session's embedded server (nx-27017 started through harness.embedded),
+A pymongo client against the session's embedded server (nx-27017 started through runstore.embedded),
 each expectation taken from MongoDB's documented semantics:
 - hello / isMaster: https://www.mongodb.com/docs/manual/reference/command/hello/ (real servers report
   minWireVersion 0);
@@ -17,8 +17,7 @@ import pytest
 from bson import Binary, Decimal128, Int64, ObjectId
 
 from conftest import PYTHON, python_env
-from harness import embedded
-from harness.store import EmbeddedServer, StoreError
+from runstore import EmbeddedServer, StoreError, embedded
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
 
@@ -284,7 +283,7 @@ def test_an_untested_version_is_refused_with_the_versions_named(monkeypatch, tmp
 
 
 def test_launcher_main_refuses_an_untested_version_before_serving(tmp_path):
-    code = ("import sys; from harness import embedded; "
+    code = ("import sys; from runstore import embedded; "
             "embedded.installed_versions = lambda: {'nx-27017': '0.7.0', 'neosqlite': None}; "
             "sys.exit(embedded.main(['--help']))")
     out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=120, env=python_env())

@@ -14,15 +14,13 @@ import pytest
 from sacred import Experiment
 from tracking_fixtures import OwnServer, free_port, tiny_env, write_tiny
 
-from harness.store import StoreUnreachable
-from harness.tracking import (
+from harness.tracking import SpoolingMongoObserver, main_sync, make_observer
+from runstore import (
     PROBABLY_DEAD,
     ROW_CACHE,
-    SpoolingMongoObserver,
     SpoolRun,
+    StoreUnreachable,
     effective_status,
-    main_sync,
-    make_observer,
     push_run,
     spooled_runs,
     sync,
@@ -306,7 +304,7 @@ def test_sync_skips_live_runs_and_reports_unreachable_store_masked(store_url, tm
 
 
 def test_a_reused_run_id_drops_the_deleted_runs_leaderboard_row(store_url):
-    from harness.tracking import _insert_autoinc
+    from runstore.push import insert_autoinc as _insert_autoinc
 
     db_name = unique_db()
     with pymongo.MongoClient(store_url) as client:

@@ -100,6 +100,8 @@ class OwnServer:
             try:
                 with pymongo.MongoClient(self.url, serverSelectionTimeoutMS=500) as c:
                     c.admin.command("ping")
+                if self.proc.poll() is not None:  # another server answered on our port: not ours to kill
+                    raise RuntimeError(f"nx-27017 exited at start: port {self.port} is taken")
                 return self
             except pymongo.errors.PyMongoError:
                 time.sleep(0.1)

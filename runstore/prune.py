@@ -1,6 +1,6 @@
 """The spool's lifecycle: a run's folder goes once the store provably holds all of it.
 
-A spooled run (``harness.tracking.SpoolRun``) is removed when
+A spooled run (``runstore.spool.SpoolRun``) is removed when
 
 1. it is finished (status COMPLETED, FAILED, INTERRUPTED or TIMEOUT) and no process holds its lock,
 2. it finished at least ``keep_days`` ago (``store.spool_keep_days``, recorded in its ``state.json``;
@@ -10,7 +10,7 @@ A spooled run (``harness.tracking.SpoolRun``) is removed when
    per metric name), every artifact and source file in GridFS (present, same size).
 
 The observer calls :func:`prune_run` right after the final push of a run; ``sync`` calls it after each
-push, and ``sync --prune`` for every spooled run (see ``harness.tracking.sync``). A folder is renamed
+push, and ``sync --prune`` for every spooled run (see ``runstore.push.sync``). A folder is renamed
 to ``.<name>.removing`` before it is deleted, so an interrupted delete never leaves a half-deleted
 run that ``sync`` would push again; the next prune finishes it.
 """
@@ -23,6 +23,9 @@ import fcntl
 import os
 import shutil
 from pathlib import Path
+
+from .spool import ARTIFACT_DIR, RUN_FILE, SOURCE_DIR
+from .status import FINAL_STATUSES, naive_utc
 
 REMOVING_SUFFIX = ".removing"
 
@@ -53,9 +56,8 @@ def folder_bytes(path: Path) -> int:
 
 def finished_at(run) -> dt.datetime:
     """When the run finished, naive UTC: its ``stop_time``, else the last write of ``run.json``."""
-    from harness.tracking import RUN_FILE, _naive_utc
 
-    stop = _naive_utc(run.doc.get("stop_time"))
+    stop = naive_utc(run.doc.get("stop_time"))
     if isinstance(stop, dt.datetime):
         return stop
     mtime = (run.path / RUN_FILE).stat().st_mtime
@@ -85,7 +87,6 @@ def missing_in_store(db, run, *, collection_prefix: str = "") -> list[Gap]:
     Reads the store (3 queries and one per artifact), never the spool's own idea of what was
     uploaded, so a wiped or different store, a lost metric point or a deleted GridFS file all show.
     """
-    from harness.tracking import ARTIFACT_DIR, SOURCE_DIR
 
     run_id = run.state.get("run_id")
     if run_id is None:
@@ -194,7 +195,6 @@ def prune_run(db, run, *, keep_days: float | None = None, now: dt.datetime | Non
     holds; the lock is held from the store check until the folder is gone.
     holding_lock: the caller (the run's own observer) holds the lock already.
     """
-    from harness.tracking import FINAL_STATUSES
 
     name = run.path.name
     status = run.doc.get("status")

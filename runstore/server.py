@@ -5,10 +5,10 @@ Resolution order: an explicit URL (config ``store.url`` or Sacred's ``-m``) → 
 ``$HARNESS_STORE_DIR`` → ``./runs/store``). A state file in the store dir records the server's port
 and pid so later processes reuse it; a dead server is restarted; concurrent starts are serialised
 by a file lock. The embedded server only ever binds 127.0.0.1. It is nx-27017 started through
-``harness.embedded``, which first makes it answer like MongoDB where Sacred tools look (handshake,
+``runstore.embedded``, which first makes it answer like MongoDB where Sacred tools look (handshake,
 sort order, date arithmetic; docs/tracking.md) and refuses nx-27017 versions it was not tested with.
 
-CLI: ``python -m harness.store start|stop|status|url [--dir DIR]``.
+CLI: ``python -m runstore start|stop|status|url [--dir DIR]``.
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -25,36 +24,15 @@ import sys
 import time
 from pathlib import Path
 
-from harness.embedded import LAUNCHER, UntestedVersionError, check_versions
+from .embedded import LAUNCHER, UntestedVersionError, check_versions
+from .errors import StoreError, StoreUnreachable
+from .masking import mask_secrets, mask_url
 
 ENV_URL = "HARNESS_MONGO_URL"
 ENV_DIR = "HARNESS_STORE_DIR"
 DEFAULT_STORE_DIR = "runs/store"
 LOOPBACK = "127.0.0.1"
 CONNECT_TIMEOUT_S = 5.0
-
-_CREDENTIALS = re.compile(r"(?P<scheme>mongodb(?:\+srv)?://)(?P<user>[^:@/\s]*):(?P<password>[^@/\s]*)@")
-
-
-class StoreError(RuntimeError):
-    """The run store cannot be used as configured."""
-
-
-class StoreUnreachable(StoreError):
-    """No MongoDB answered at the resolved URL within the time limit."""
-
-
-def mask_url(url: str | None) -> str | None:
-    """Return ``url`` with any password replaced by ``***`` (``mongodb://user:***@host``)."""
-    if url is None:
-        return None
-    return mask_secrets(str(url))
-
-
-def mask_secrets(text: str) -> str:
-    """Mask the password of every MongoDB URL inside arbitrary text (logs, captured output)."""
-    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-
 
 def resolve_store_dir(store_dir: str | os.PathLike | None = None) -> Path:
     """The embedded server's directory: argument → ``$HARNESS_STORE_DIR`` → ``./runs/store``."""
@@ -78,7 +56,7 @@ def resolve_url(url: str | None = None, store_dir: str | os.PathLike | None = No
     state = server.running()
     if state is None:
         raise StoreError(f"the embedded store in {server.dir} is not running; start it with "
-                         f"`python -m harness.store start --dir {server.dir}`")
+                         f"`python -m runstore start --dir {server.dir}`")
     return server.url_for(state["port"])
 
 
@@ -111,7 +89,7 @@ def connect(url: str | None = None, store_dir: str | os.PathLike | None = None,
             f"cannot reach MongoDB at {mask_url(resolved)} within {timeout_s:g} s "
             f"({type(exc).__name__}: {mask_secrets(str(exc)).splitlines()[0][:200]}). "
             f"Check the URL in store.url / ${ENV_URL}, or unset it to use the embedded store "
-            f"(`python -m harness.store start`)."
+            f"(`python -m runstore start`)."
         ) from None
     return client
 
@@ -203,7 +181,7 @@ class EmbeddedServer:
     def start(self, timeout_s: float = 30.0) -> str:
         """Start the server unless one already serves this dir; return its URL.
 
-        The server is nx-27017 started through ``harness.embedded``, which fixes the handshake, the
+        The server is nx-27017 started through ``runstore.embedded``, which fixes the handshake, the
         sort order and date arithmetic first and refuses an nx-27017/neosqlite version it was not
         tested with (StoreError naming the versions).
         """
@@ -213,8 +191,8 @@ class EmbeddedServer:
                 if state.get("launcher") != LAUNCHER:
                     print(f"warning: the embedded store in {self.dir} was started without the current "
                           f"MongoDB-compatibility fixes ({LAUNCHER}); restart it to get them: "
-                          f"python -m harness.store stop --dir {self.dir} && "
-                          f"python -m harness.store start --dir {self.dir}", file=sys.stderr)
+                          f"python -m runstore stop --dir {self.dir} && "
+                          f"python -m runstore start --dir {self.dir}", file=sys.stderr)
                 return self.url_for(state["port"])
             try:
                 check_versions()  # an untested nx-27017 fails here, naming the versions
@@ -246,10 +224,10 @@ class EmbeddedServer:
     def _spawn(self, port: int) -> subprocess.Popen:
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
         log = open(self.dir / "server.log", "ab")
-        # nx-27017 through harness.embedded (its MongoDB-compatibility fixes), from this same checkout
+        # nx-27017 through runstore.embedded (its MongoDB-compatibility fixes), from this same checkout
         root = str(Path(__file__).resolve().parents[1])
         launch = (f"import sys; sys.path.insert(0, {root!r}); "
-                  "from harness.embedded import main; sys.exit(main())")
+                  "from runstore.embedded import main; sys.exit(main())")
         cmd = [sys.executable, "-c", launch,
                "--data-dir", str(self.dir / "data"), "--host", LOOPBACK, "-p", str(port),
                "--pid-file", str(self.dir / "nx-27017.pid"), "--log-file", str(self.dir / "server.log")]
@@ -308,7 +286,7 @@ def status(url: str | None = None, store_dir: str | os.PathLike | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.store", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m runstore", description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=["start", "stop", "status", "url"])
     parser.add_argument("--dir", default=None, help=f"store dir (default: ${ENV_DIR} or {DEFAULT_STORE_DIR})")
     parser.add_argument("--url", default=None,
@@ -334,7 +312,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Launcher of the embedded store: nx-27017, fixed to answer like MongoDB where the Sacred ecosystem looks.
 
-``harness.store`` starts the embedded server as ``python -c "...harness.embedded.main()" <nx-27017
+``runstore.server`` starts the embedded server as ``python -c "...runstore.embedded.main()" <nx-27017
 arguments>``: this module checks that the installed nx-27017 and neosqlite are the versions its
 fixes were written and tested against, patches them in this process, then runs nx-27017's own
 ``main``. What it fixes (each with MongoDB's documented semantics; tests/test_store_semantics.py):
@@ -44,7 +44,7 @@ from importlib import metadata
 TESTED_VERSIONS = {"nx-27017": ("0.8.1",), "neosqlite": ("1.17.2",)}
 ALLOW_UNTESTED_ENV = "HARNESS_EMBEDDED_ALLOW_UNTESTED"
 # Written into the store's state file: a server started by an older harness lacks these fixes.
-LAUNCHER = "harness.embedded/1"
+LAUNCHER = "runstore.embedded/1"
 
 _applied = False
 
@@ -73,7 +73,7 @@ def check_versions() -> dict:
     bad = [f"{name} {found[name] or '(not installed)'} (tested: {', '.join(ok)})"
            for name, ok in TESTED_VERSIONS.items() if found[name] not in ok]
     if bad:
-        message = (f"the embedded store's MongoDB-compatibility fixes (harness/embedded.py) are tested "
+        message = (f"the embedded store's MongoDB-compatibility fixes (runstore/embedded.py) are tested "
                    f"only with other versions: {'; '.join(bad)}. Install the tested versions "
                    f"(pip install {' '.join(f'{n}=={v[-1]}' for n, v in TESTED_VERSIONS.items())}), "
                    f"point HARNESS_MONGO_URL at a real MongoDB, or set {ALLOW_UNTESTED_ENV}=1 to try anyway.")

@@ -1,0 +1,61 @@
+"""The layer map holds: imports run downward only, and the leaderboard's data side stays light."""
+import ast
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import PYTHON, python_env
+
+ROOT = Path(__file__).resolve().parents[1]
+# Each package and the packages it may import (bottom first). See docs/architecture.md.
+ALLOWED = {
+    "registries": set(),
+    "runstore": set(),
+    "renderers": {"registries"},
+    "models": {"registries"},
+    "trainer": {"models", "registries"},
+    "harness": {"registries", "runstore", "renderers", "models", "trainer"},
+    "leaderboard": {"runstore", "harness"},  # harness.metrics only (pure numpy), checked below
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0] if not node.module.startswith("harness.metrics")
+                    else "harness.metrics")
+    return out
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_no_import_runs_back_up(package):
+    own = set(ALLOWED)
+    bad = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        found = {m if m != "harness.metrics" else "harness" for m in _imports(path)} & own
+        wrong = found - ALLOWED[package] - {package}
+        if package == "leaderboard" and "harness" in found:
+            other = {m for m in _imports(path) if m == "harness"}
+            wrong |= other  # only harness.metrics is allowed
+        if wrong:
+            bad[str(path.relative_to(ROOT))] = sorted(wrong)
+    assert not bad, f"imports that run back up: {bad}"
+
+
+def test_leaderboard_data_modules_load_neither_sacred_nor_torch():
+    code = ("import sys, leaderboard.queries, leaderboard.access, runstore; "
+            "print(sorted(m for m in ('sacred', 'torch', 'open_clip') if m in sys.modules))")
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=python_env(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_no_library_file_over_400_lines():
+    long = {str(p.relative_to(ROOT)): n for pkg in ALLOWED for p in (ROOT / pkg).rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
+    assert not long, f"split these by job: {long}"
