@@ -1,7 +1,7 @@
 """``tox -e quickstart``: the main job end to end on the embedded store.
 
 Synthetic `small` dataset → renders → clip3d-tiny in modes none (untrained baseline), linear and
-full → evaluation on held-out shapes → three runs stored → leaderboard table printed. A rerun reuses
+full → evaluation on held-out shapes → three runs stored → table of the stored runs printed. A rerun reuses
 the dataset, renders and feature caches (each run is recorded anew).
 """
 from __future__ import annotations
@@ -11,6 +11,25 @@ import sys
 
 MODES = ("none", "linear", "full")
 SHOWN = ["i2t_R@1", "i2t_R@5", "t2i_R@5", "photo2shape_R@5", "cap_ret_CIDEr", "cap_gen_CIDEr", "probe_top1"]
+
+
+def stored_table(db, run_ids) -> str:
+    """The runs as the store holds them (read back, not from memory): identity and ``SHOWN`` metrics.
+
+    A plain table here, not ``leaderboard.queries``: the harness never imports the leaderboard."""
+    import pandas as pd
+
+    docs = {d["_id"]: d for d in db.runs.find({"_id": {"$in": list(run_ids)}})}
+    rows = []
+    for run_id in run_ids:
+        doc = docs.get(run_id) or {}
+        cfg, metrics = doc.get("config") or {}, (doc.get("result") or {}).get("metrics") or {}
+        rows.append({"run_id": run_id, "model": cfg.get("model", {}).get("name"),
+                     "pretrained": cfg.get("model", {}).get("pretrained") or "-",
+                     "mode": cfg.get("train", {}).get("mode"), "pooling": cfg.get("model", {}).get("pooling"),
+                     "status": doc.get("status", "NOT IN THE STORE"),
+                     **{m: metrics.get(m, float("nan")) for m in SHOWN}})
+    return pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
 def _literal(text: str):
@@ -51,12 +70,8 @@ def main(argv=None) -> int:
         print(f"run {run._id} completed in {seconds:.0f} s", flush=True)
         run_ids.append(run._id)
 
-    from leaderboard.queries import format_table, load_runs
-
     client = store.connect(url)
-    frame = load_runs(client[updates.get("store.db", "clip3d")])
-    frame = frame[frame["run_id"].isin(run_ids)]
-    print("\n" + format_table(frame, metrics=SHOWN))
+    print("\n" + stored_table(client[updates.get("store.db", "clip3d")], run_ids))
     print("\nOpen the leaderboard:\n  streamlit run leaderboard/app.py   (or: python -m leaderboard)")
     return 0
 
