@@ -17,7 +17,7 @@ import pytest
 from bson import Binary, Decimal128, Int64, ObjectId
 
 from conftest import PYTHON, python_env
-from runstore import EmbeddedServer, StoreError, embedded
+from runstore import EmbeddedServer, StoreError, embedded, semantics
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
 
@@ -247,7 +247,7 @@ def test_set_keeps_dates_and_object_ids(db):
 
 
 def test_python_sort_key_follows_bson_order():
-    key = embedded.bson_sort_key
+    key = semantics.bson_sort_key
     ordered = [None, float("nan"), -1, 2.5, 3, "B", "a", {"a": 1}, {"a": 1, "b": 0}, {"b": 0}, [1, 2],
                Binary(b"\x01"), b"\x00\x00", ObjectId("5f0000000000000000000000"),
                ObjectId("6f0000000000000000000000"), False, True, dt.datetime(2020, 1, 1),
@@ -259,16 +259,16 @@ def test_python_sort_key_follows_bson_order():
 
 
 def test_arithmetic_follows_mongodb():
-    assert embedded.arithmetic("$subtract", [T0 + dt.timedelta(seconds=2), T0]) == 2000
+    assert semantics.arithmetic("$subtract", [T0 + dt.timedelta(seconds=2), T0]) == 2000
     aware = (T0 + dt.timedelta(hours=1)).replace(tzinfo=dt.timezone.utc)
-    assert embedded.arithmetic("$subtract", [aware, T0]) == 3600000  # naive dates are UTC
-    assert embedded.arithmetic("$subtract", [T0, 1.6]) == T0 - dt.timedelta(milliseconds=2)
-    assert embedded.arithmetic("$add", [T0, 1, 2]) == T0 + dt.timedelta(milliseconds=3)
-    assert embedded.arithmetic("$add", [None, T0]) is None
-    with pytest.raises(embedded.ExpressionError):
-        embedded.arithmetic("$subtract", [1, 2, 3])
-    with pytest.raises(embedded.ExpressionError):
-        embedded.arithmetic("$add", ["a", 1])
+    assert semantics.arithmetic("$subtract", [aware, T0]) == 3600000  # naive dates are UTC
+    assert semantics.arithmetic("$subtract", [T0, 1.6]) == T0 - dt.timedelta(milliseconds=2)
+    assert semantics.arithmetic("$add", [T0, 1, 2]) == T0 + dt.timedelta(milliseconds=3)
+    assert semantics.arithmetic("$add", [None, T0]) is None
+    with pytest.raises(semantics.ExpressionError):
+        semantics.arithmetic("$subtract", [1, 2, 3])
+    with pytest.raises(semantics.ExpressionError):
+        semantics.arithmetic("$add", ["a", 1])
 
 
 def test_an_untested_version_is_refused_with_the_versions_named(monkeypatch, tmp_path, clean_env):
@@ -283,7 +283,7 @@ def test_an_untested_version_is_refused_with_the_versions_named(monkeypatch, tmp
 
 
 def test_launcher_main_refuses_an_untested_version_before_serving(tmp_path):
-    code = ("import sys; from runstore import embedded; "
+    code = ("import sys; from runstore import embedded, semantics; "
             "embedded.installed_versions = lambda: {'nx-27017': '0.7.0', 'neosqlite': None}; "
             "sys.exit(embedded.main(['--help']))")
     out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=120, env=python_env())
