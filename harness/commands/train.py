@@ -1,4 +1,5 @@
-"""The ``train`` command and stage: data → renders (through the render cache) → a trained ClipBundle.
+"""The ``train`` command and stage: the command prepares data and renders (through the render cache),
+the stage trains a ClipBundle on them.
 
 ``python -m harness train with model.name=clip3d-tiny train.mode=full train.epochs=3 render.size=64``
 Works under ``torchrun --nproc_per_node N -m harness train ...`` (gloo on CPU, nccl on CUDA): rank 0
@@ -71,54 +72,56 @@ def _log_callback(run):
     return callback
 
 
-def _render(cfg, run, prepared, rank: int):
-    """Rank 0 renders what is missing first; the other ranks then find everything cached."""
-    import torch.distributed as dist
-
-    from harness.commands.render import render_stage
-
-    distributed = dist.is_available() and dist.is_initialized()
-    if rank == 0:
-        renders = render_stage(cfg, run=run, prepared=prepared)
-    if distributed:
-        dist.barrier()
-    if rank != 0:
-        renders = render_stage(cfg, run=None, prepared=prepared)
-    return renders
-
-
-def train_stage(cfg: dict, run=None, prepared=None, renders=None) -> TrainStage:
-    """Prepare data and renders when not given, build the model, train per ``cfg["train"]``.
-
-    Bad input (model, tag, weights file, mode, pooling, lr, batch size) fails before any rendering.
-    """
+def process_device(model_cfg: dict) -> tuple[str, int, int]:
+    """This process's device and ``(rank, world)``: joins torchrun's process group when there is one
+    (gloo on CPU, nccl on CUDA: one GPU per local rank)."""
     import torch
 
     import models
     import trainer
 
-    model_cfg, train_cfg = cfg["model"], dict(cfg["train"])
-    models.validate_config(model_cfg, train_cfg)
     device = models.resolve_device(model_cfg.get("device", "auto"))
     rank, world = trainer.init_distributed(device)
     if device == "cuda" and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         torch.cuda.set_device(device)
-    if prepared is None:
-        from harness.data import prepare
+    return device, rank, world
 
-        # Under torchrun rank 0 generates a missing synthetic dataset; the others read it after.
-        if rank == 0:
-            prepared = prepare(cfg["data"], cfg["seed"])
-        if world > 1:
-            torch.distributed.barrier()
-        if rank != 0:
-            prepared = prepare(cfg["data"], cfg["seed"], progress=False)
+
+def ranked_inputs(cfg: dict, run, rank: int, world: int):
+    """``(prepared, renders)`` for the ``train`` command: under torchrun rank 0 generates a missing
+    synthetic dataset and renders what is missing first; the other ranks then read what it made."""
+    import torch.distributed as dist
+
+    from harness.commands.render import render_stage
+    from harness.data import prepare
+
+    prepared = renders = None
+    if rank == 0:
+        prepared = prepare(cfg["data"], cfg["seed"])
+        renders = render_stage(cfg, run=run, prepared=prepared)
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        prepared = prepare(cfg["data"], cfg["seed"], progress=False)
+        renders = render_stage(cfg, run=None, prepared=prepared)
+    return prepared, renders
+
+
+def train_stage(cfg: dict, run=None, *, prepared, renders) -> TrainStage:
+    """Build the model and train it per ``cfg["train"]`` on the given data and renders.
+
+    Bad input (model, tag, weights file, mode, pooling, lr, batch size) fails before anything else.
+    """
+    import models
+    import trainer
+
+    model_cfg, train_cfg = cfg["model"], dict(cfg["train"])
+    models.validate_config(model_cfg, train_cfg)
+    device, rank, world = process_device(model_cfg)
     models.validate_config(model_cfg, train_cfg, n_train_shapes=len(prepared.split.train) // world)
     bundle = models.create_model(model_cfg["name"], model_cfg.get("pretrained"), device=device,
                                  seed=cfg.get("seed", 0))
-    if renders is None:
-        renders = _render(cfg, run, prepared, rank)
     render_dir, config_id = renders.render_dir, renders.config_id
     train_items = shape_items(prepared, render_dir, prepared.split.train)
     val_items = shape_items(prepared, render_dir, prepared.split.val)
@@ -174,7 +177,9 @@ def train(_config, _run):
     from harness.config import resolve
 
     cfg = resolve(dict(_config))
-    stage = train_stage(cfg, run=_run)
+    _, rank, world = process_device(cfg["model"])
+    prepared, renders = ranked_inputs(cfg, _run, rank, world)
+    stage = train_stage(cfg, run=_run, prepared=prepared, renders=renders)
     last = stage.history[-1] if stage.history else {}
     return {"checkpoint": stage.checkpoint, "params": stage.params, "metrics": stage.metrics,
             "throughput": stage.throughput,
