@@ -110,7 +110,8 @@ def test_store_down_at_start_run_completes_in_spool_then_sync_twice_is_once(stor
 
 
 class _Collect(logging.Handler):
-    """Records of one logger, kept whatever other code does to the root logger's handlers."""
+    """WARNING records of one logger, kept whatever other code did to the root logger (Sacred
+    replaces its handlers and sets its level from ``--loglevel``)."""
 
     def __init__(self, name):
         super().__init__(logging.WARNING)
@@ -120,11 +121,15 @@ class _Collect(logging.Handler):
         self.records.append(record)
 
     def __enter__(self):
+        # an earlier Sacred run's --loglevel leaves the root logger at ERROR: set ours explicitly
+        self.level_before = self.logger.level
+        self.logger.setLevel(logging.WARNING)
         self.logger.addHandler(self)
         return self
 
     def __exit__(self, *exc):
         self.logger.removeHandler(self)
+        self.logger.setLevel(self.level_before)
 
 
 def test_store_killed_and_restarted_mid_run_loses_no_metric_point(tmp_path):
