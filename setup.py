@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["harness", "harness.*", "models", "models.*", "trainer", "trainer.*",
-                                    "registries", "registries.*",
+                                    "registries", "registries.*", "runstore", "runstore.*",
                                     "renderers", "renderers.*", "leaderboard", "leaderboard.*"]),
     package_data={"models": ["model_configs/*.json"], "renderers": ["shaders/*"],
                   "harness": ["data/*.json"]},

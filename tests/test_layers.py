@@ -59,3 +59,10 @@ def test_no_library_file_over_400_lines():
     long = {str(p.relative_to(ROOT)): n for pkg in ALLOWED for p in (ROOT / pkg).rglob("*.py")
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
     assert not long, f"split these by job: {long}"
+
+
+def test_setup_installs_every_layer():
+    """A package missing from setup.py works from the checkout and breaks for every installed user."""
+    text = (ROOT / "setup.py").read_text(encoding="utf-8")
+    missing = [pkg for pkg in ALLOWED if f'"{pkg}", "{pkg}.*"' not in text]
+    assert not missing, f"add to setup.py packages: {missing}"
