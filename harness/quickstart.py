@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     import runstore as store
     from harness import console
 
-    console.ignore_import_warnings()  # Sacred's pkg_resources warning, before Sacred is imported
+    console.setup()  # before Sacred is imported: its import warning, then the console log handler
     from harness.commands import ex
 
     url = store.resolve_url()
