@@ -128,9 +128,9 @@ class PtbTokenizerJvm:
         from pycocoevalcap.tokenizer import ptbtokenizer
         java = java_executable()
         self.cwd = os.path.dirname(os.path.abspath(ptbtokenizer.__file__))
-        self.proc = subprocess.Popen([java, "-cp", ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR,
-                                      "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase"],
-                                     cwd=self.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        cmd = [java, "-cp", ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR, "edu.stanford.nlp.process.PTBTokenizer",
+               "-preserveLines", "-lowerCase"]
+        self.proc = subprocess.Popen(cmd, cwd=self.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL)
 
     @property
