@@ -65,3 +65,201 @@ def test_training_input_errors():
     with pytest.raises(ConfigError, match="no captions"):
         train_captioner(np.zeros((1, 4)), [[]])
     assert isinstance(PrefixCaptioner(Vocab.build(["a"]), 4), PrefixCaptioner)
+
+
+def per_shape_beam(model, emb, beam, max_len, length_penalty=0.0):
+    """Beam search one shape at a time: the captioner's search before it was batched, kept verbatim
+    as the reference the batched search must match caption for caption."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    beams = [([1], 0.0)]
+    finished = []
+    for _ in range(max_len):
+        seqs = torch.tensor([s for s, _ in beams], device=emb.device)
+        logp = F.log_softmax(model(emb.expand(len(beams), -1), seqs)[:, -1], dim=-1)
+        logp[:, 0] = -math.inf  # never emit padding
+        cand = []
+        for (seq, score), row in zip(beams, logp, strict=True):
+            top = torch.topk(row, beam)
+            cand += [(seq + [int(i)], score + float(v))
+                     for v, i in zip(top.values, top.indices, strict=True)]
+        cand.sort(key=lambda c: (-c[1], c[0]))  # deterministic on equal scores
+        beams = []
+        for seq, score in cand:
+            (finished if seq[-1] == 2 else beams).append((seq, score))
+            if len(beams) == beam:
+                break
+        if len(finished) >= beam or not beams:
+            break
+    finished += beams
+    best = max(finished, key=lambda c: c[1] / (len(c[0]) ** length_penalty if length_penalty else 1.0))
+    return model.vocab.decode(best[0][1:])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batched_beam_search_equals_per_shape_search_on_random_models(seed):
+    import torch
+
+    rng = np.random.default_rng(seed)
+    words_ = [f"w{i}" for i in range(int(rng.integers(3, 40)))]
+    caps = [" ".join(rng.choice(words_, int(rng.integers(1, 8)))) for _ in range(50)]
+    torch.manual_seed(seed)
+    dim = int(rng.integers(4, 48))
+    model = PrefixCaptioner(Vocab.build(caps), dim, d_model=int(rng.choice([16, 32, 64])),
+                            prefix_len=int(rng.integers(1, 5)), layers=int(rng.integers(1, 3)),
+                            max_len=int(rng.integers(4, 12))).eval()
+    if seed % 2:  # sharper distributions: stop tokens and finished beams show up early
+        with torch.no_grad():
+            model.head.weight.mul_(8.0)
+    emb = rng.normal(size=(int(rng.integers(1, 14)), dim)).astype(np.float32)
+    t = torch.as_tensor(emb)
+    for beam, penalty in ((2, 0.0), (3, 0.7), (5, 0.0)):
+        with torch.no_grad():
+            want = [per_shape_beam(model, t[i:i + 1], beam, model.max_len - 1, penalty)
+                    for i in range(len(t))]
+        assert model.generate(emb, beam_size=beam, length_penalty=penalty) == want, (beam, penalty)
+        assert model.generate(emb, beam_size=beam, length_penalty=penalty, chunk=7) == want
+
+
+def test_batched_beam_search_equals_per_shape_search_on_a_trained_model():
+    import torch
+
+    train_emb, train_caps, _ = clustered(6, seed=1)
+    test_emb, _, _ = clustered(4, seed=2)
+    model = train_captioner(train_emb, train_caps, epochs=3, seed=0, d_model=32, layers=1, batch_size=16)
+    t = torch.as_tensor(test_emb)
+    with torch.no_grad():
+        want = [per_shape_beam(model, t[i:i + 1], 3, model.max_len - 1) for i in range(len(t))]
+    assert model.generate(test_emb, beam_size=3) == want
+
+
+def test_early_stopping_holds_out_train_shapes_and_stops_when_validation_loss_stops_improving(monkeypatch):
+    import torch
+
+    train_emb, train_caps, _ = clustered(8, seed=1)  # 48 train shapes
+    seen = []
+    real_forward = PrefixCaptioner.forward
+
+    def spy(self, image_emb, tokens):
+        if self.training:  # rows the optimizer learns from
+            seen.append(image_emb.detach().clone())
+        return real_forward(self, image_emb, tokens)
+
+    monkeypatch.setattr(PrefixCaptioner, "forward", spy)
+    kw = dict(epochs=60, patience=2, val_fraction=0.1, decay_fraction=0.5, seed=0, d_model=32, layers=1,
+              batch_size=32)
+    model = train_captioner(train_emb, train_caps, **kw)
+    hist = model.val_history
+    assert model.stopped_early and model.epochs_run < 60 and len(hist) == model.epochs_run
+    # it stopped because the validation loss stopped improving: at the first epoch k after `patience`
+    # epochs without a new best it began a learning-rate decay over max(2, k * decay_fraction) epochs
+    best, bad, k = float("inf"), 0, None
+    for epoch, loss in enumerate(hist, 1):
+        best, bad = (loss, 0) if loss < best - 1e-4 else (best, bad + 1)
+        if bad >= 2:
+            k = epoch
+            break
+    assert k is not None and model.epochs_run == k + max(2, -(-k // 2))
+    assert model.val_loss == hist[-1]  # the annealed final weights are kept
+    assert len(model.val_shapes) == 5  # 10 % of 48 train shapes, held out
+    trained_rows = torch.cat(seen)
+    for i in model.val_shapes:  # never trained on (only their validation loss is computed)
+        assert not (trained_rows == torch.as_tensor(train_emb[i])).all(dim=1).any()
+    kept = [i for i in range(len(train_emb)) if i not in model.val_shapes]
+    assert all((trained_rows == torch.as_tensor(train_emb[i])).all(dim=1).any() for i in kept)
+
+    # the same inputs give the same stop and the same captions (seeded)
+    monkeypatch.setattr(PrefixCaptioner, "forward", real_forward)
+    again = train_captioner(train_emb, train_caps, **kw)
+    assert again.val_history == hist and again.generate(train_emb[:6]) == model.generate(train_emb[:6])
+
+    # without patience: a fixed number of epochs on every caption, as before
+    fixed = train_captioner(train_emb, train_caps, epochs=3, seed=0, d_model=32, layers=1, batch_size=32)
+    assert fixed.epochs_run == 3 and not fixed.stopped_early and fixed.val_loss is None
+    assert fixed.val_shapes == []
+
+
+def test_length_groups_train_the_same_batches():
+    """Parts of similar length add up to the batch's gradient: the same training up to rounding."""
+    train_emb, train_caps, _ = clustered(4, seed=1)
+    kw = dict(epochs=2, seed=0, d_model=32, layers=1, batch_size=16, dropout=0.0)
+    a = train_captioner(train_emb, train_caps, **kw)
+    b = train_captioner(train_emb, train_caps, length_groups=3, **kw)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        pa, pb = pa.numpy(), pb.numpy()
+        if name.endswith("in_proj_bias"):  # the key bias gets no gradient (softmax ignores it): Adam
+            pa, pb = np.delete(pa, np.s_[32:64]), np.delete(pb, np.s_[32:64])  # scales up rounding
+        assert np.allclose(pa, pb, atol=2e-5), name
+    assert a.generate(train_emb, beam_size=2) == b.generate(train_emb, beam_size=2)
+
+
+CACHE_CFG = dict(epochs=2, batch_size=16, lr=2e-3, patience=None, val_fraction=0.1, length_groups=1,
+                 d_model=16, layers=1, prefix_len=2)
+
+
+def test_captioner_cache_key_covers_every_input():
+    from models.captioner import captioner_key
+
+    emb, caps, _ = clustered(2, seed=1)
+    base = captioner_key(emb, caps, CACHE_CFG, 0)
+    changed_emb = emb.copy()
+    changed_emb[3, 5] = np.nextafter(changed_emb[3, 5], np.float32(np.inf))  # one ulp
+    variants = {
+        "embedding": captioner_key(changed_emb, caps, CACHE_CFG, 0),
+        "embedding shape": captioner_key(emb.reshape(len(emb), 2, -1)[:, 0], caps, CACHE_CFG, 0),
+        "caption text": captioner_key(emb, [list(c) for c in caps[:-1]] + [caps[-1][:-1] + ["x"]],
+                                      CACHE_CFG, 0),
+        "caption moved to another shape": captioner_key(
+            emb, [caps[0] + [caps[1][0]], caps[1][1:]] + caps[2:], CACHE_CFG, 0),
+        "seed": captioner_key(emb, caps, CACHE_CFG, 1),
+        "extra knob": captioner_key(emb, caps, {**CACHE_CFG, "heads": 2}, 0),
+    }
+    for knob, value in CACHE_CFG.items():
+        other = {None: 3, 0.1: 0.2, 2e-3: 1e-3}.get(value, (value or 0) + 1)
+        variants[f"config {knob}"] = captioner_key(emb, caps, {**CACHE_CFG, knob: other}, 0)
+    assert base not in variants.values(), [k for k, v in variants.items() if v == base]
+    assert len(set(variants.values())) == len(variants)
+    # how fast it trains is not what it learns
+    assert captioner_key(emb, caps, {**CACHE_CFG, "threads": 1, "progress": True}, 0) == base
+    assert captioner_key(emb.astype(np.float64), caps, CACHE_CFG, 0) == base  # float32 content
+
+
+def test_cached_captioner_hit_miss_and_damaged_file(tmp_path, monkeypatch):
+    import models.captioner as cap
+
+    emb, caps, _ = clustered(2, seed=1)
+    model, hit = cap.cached_captioner(emb, caps, tmp_path, seed=0, **CACHE_CFG)
+    key = cap.captioner_key(emb, caps, CACHE_CFG, 0)
+    files = [p.name for p in tmp_path.iterdir()]
+    assert not hit and files == [f"{key[:40]}.pt"]  # content-keyed name, no temporary file left
+
+    def no_training(*a, **k):
+        raise AssertionError("a cached captioner was trained again")
+
+    real_train = cap.train_captioner
+    monkeypatch.setattr(cap, "train_captioner", no_training)
+    again, hit = cap.cached_captioner(emb, caps, tmp_path, seed=0, **CACHE_CFG)
+    assert hit and again.generate(emb, beam_size=2) == model.generate(emb, beam_size=2)
+    assert again.epochs_run == model.epochs_run and again.train_loss == model.train_loss
+    again, hit = cap.cached_captioner(emb, caps, tmp_path, seed=0, threads=1, **CACHE_CFG)
+    assert hit
+    with pytest.raises(AssertionError, match="trained again"):  # other captions: a miss
+        cap.cached_captioner(emb, [c[:1] for c in caps], tmp_path, seed=0, **CACHE_CFG)
+    with pytest.raises(AssertionError, match="trained again"):  # another seed: a miss
+        cap.cached_captioner(emb, caps, tmp_path, seed=1, **CACHE_CFG)
+
+    monkeypatch.setattr(cap, "train_captioner", real_train)
+    # a file at this key's name that holds another key (or garbage) is never used: trained, replaced
+    cap.cached_captioner(emb, caps, tmp_path / "other", seed=5, **CACHE_CFG)
+    path = tmp_path / f"{key[:40]}.pt"
+    path.write_bytes(next((tmp_path / "other").iterdir()).read_bytes())
+    model2, hit = cap.cached_captioner(emb, caps, tmp_path, seed=0, **CACHE_CFG)
+    assert not hit and model2.generate(emb) == model.generate(emb)
+    path.write_bytes(b"not a checkpoint")
+    model3, hit = cap.cached_captioner(emb, caps, tmp_path, seed=0, **CACHE_CFG)
+    assert not hit and model3.generate(emb) == model.generate(emb)
+    assert cap.cached_captioner(emb, caps, tmp_path, seed=0, **CACHE_CFG)[1]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [f"{key[:40]}.pt"]
