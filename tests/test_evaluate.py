@@ -194,3 +194,113 @@ def test_cli_evaluate_on_tiny_preset(tmp_path):
     assert "i2t_R@1" in result["metrics"] and "photo2shape_R@1" in result["metrics"]
     assert run.info["per_shape"]["shapes"]
     assert isinstance(run._id, int)  # pushed to the store, not only spooled
+
+
+def test_reevaluation_skips_captioning_and_says_so(setup, monkeypatch):
+    """A re-evaluation inside a run (a later view-count or rotation sweep) captions only when asked."""
+    from harness.commands import evaluate as ev
+    from harness.metrics import captioning
+
+    cfg, prepared, renders = setup
+    cfg = copy.deepcopy(cfg)
+    cfg["eval"].update(photo2shape=False, bootstrap=0)
+    calls = []
+    real = captioning.caption_scores_many
+    monkeypatch.setattr(captioning, "caption_scores_many", lambda *a: calls.append(1) or real(*a))
+
+    result = ev.evaluate_stage(cfg, prepared=prepared, renders=renders, reevaluation=True)
+    assert not calls and not any(k.startswith("cap_") for k in result["metrics"])
+    assert result["provenance"]["captioning"].startswith("skipped: a re-evaluation")
+    assert "eval.captioning='always'" in result["provenance"]["captioning"]
+    assert "i2t_R@1" in result["metrics"]
+
+    cfg["eval"]["captioning"] = "always"
+    result = ev.evaluate_stage(cfg, prepared=prepared, renders=renders, reevaluation=True)
+    assert calls and "cap_gen_CIDEr" in result["metrics"] and result["provenance"]["captioning"] == "done"
+
+    cfg["eval"]["captioning"] = False
+    result = ev.evaluate_stage(cfg, prepared=prepared, renders=renders)
+    assert result["provenance"]["captioning"] == "off (eval.captioning=false)"
+    cfg["eval"]["captioning"] = "sometimes"
+    with pytest.raises(models.ConfigError, match="eval.captioning"):
+        ev.evaluate_stage(cfg, prepared=prepared, renders=renders)
+
+
+def test_same_model_evaluated_again_never_retrains_its_captioner(setup, monkeypatch, tmp_path):
+    """The captioner cache under the features dir: a hit on the same model, a miss on other weights."""
+    import torch
+
+    import models.captioner as cap
+    from harness.commands import evaluate as ev
+
+    cfg, prepared, renders = setup
+    cfg = copy.deepcopy(cfg)
+    cfg["eval"].update(photo2shape=False, bootstrap=0)
+    cfg["train"]["features_dir"] = str(tmp_path / "features")
+    trained = []
+    real = cap.train_captioner
+    monkeypatch.setattr(cap, "train_captioner", lambda *a, **k: trained.append(1) or real(*a, **k))
+
+    first = ev.evaluate_stage(cfg, prepared=prepared, renders=renders)
+    assert len(trained) == 1 and "captioner_from_cache" not in first["throughput"]
+    assert first["throughput"]["eval_captioning_train_seconds"] > 0
+    assert first["provenance"]["captioner"]["from_cache"] is False
+    assert len(list((tmp_path / "features" / "captioners").glob("*.pt"))) == 1
+
+    again = ev.evaluate_stage(cfg, prepared=prepared, renders=renders)
+    assert len(trained) == 1, "the same model's captioner was trained again"
+    assert again["throughput"]["captioner_from_cache"] is True
+    assert "eval_captioning_train_seconds" not in again["throughput"]
+    gen = {k: v for k, v in first["metrics"].items() if k.startswith("cap_")}
+    assert gen == {k: v for k, v in again["metrics"].items() if k.startswith("cap_")}
+
+    # other weights: other train embeddings, another key — trained again (not keyed by the path)
+    bundle = models.create_model("clip3d-tiny", None, device="cpu", seed=1)
+    with torch.no_grad():
+        bundle.model.visual.proj.mul_(1.5)
+    other = ev.evaluate_stage(cfg, prepared=prepared, renders=renders,
+                              trained=SimpleNamespace(bundle=bundle, checkpoint=None))
+    assert len(trained) == 2 and "captioner_from_cache" not in other["throughput"]
+    assert len(list((tmp_path / "features" / "captioners").glob("*.pt"))) == 2
+
+
+def test_photo_queries_batched_equal_the_per_photo_path_and_their_throughput(setup, tmp_path):
+    """Crops made in batches (threads, no re-decode) give the crops and embeddings of the per-photo
+    path (crop, save, encode the files); the run says how fast photo→shape went and its share."""
+    import torch
+    from PIL import Image
+
+    from harness.commands import evaluate as ev
+
+    cfg, prepared, renders = setup
+    bundle = models.create_model("clip3d-tiny", None, device="cpu", seed=0)
+    keys = set(prepared.split.test)
+    # the per-photo path: every crop made, saved and encoded from its file, one photo at a time
+    (tmp_path / "ref").mkdir()
+    paths, shapes = [], []
+    for job in ev._photo_jobs(prepared, keys, tmp_path / "ref", 64, True):
+        ev.crop_photo(job.img, job.bbox, job.mask, 64, True).save(job.crop)
+        paths.append(str(job.crop))
+        shapes.append(job.shape)
+    with torch.no_grad():
+        want = models.encode_images(bundle, paths).numpy()
+    jobs = ev._photo_jobs(prepared, keys, tmp_path / "crops", 64, True)
+    stats = {}
+    got = ev.encode_photos(bundle, jobs, tmp_path / "features", True, stats)
+    assert [j.shape for j in jobs] == shapes and [j.crop.name for j in jobs] == [Path(p).name for p in paths]
+    assert np.array_equal(got, want)
+    for job, path in zip(jobs, paths, strict=True):  # the same pixels in the kept crop files
+        assert np.array_equal(np.asarray(Image.open(job.crop)), np.asarray(Image.open(path)))
+    assert stats == {"cropped": 3, "crops_cached": 0, "encoded": 3, "encode_cached": 0}
+    stats = {}
+    assert np.array_equal(ev.encode_photos(bundle, jobs, tmp_path / "features", True, stats), want)
+    assert stats == {"cropped": 0, "crops_cached": 0, "encoded": 0, "encode_cached": 3}
+
+    cfg = copy.deepcopy(cfg)
+    cfg["eval"].update(captioning=False, bootstrap=0)
+    cfg["train"]["features_dir"] = str(tmp_path / "features2")
+    tp = ev.evaluate_stage(cfg, prepared=prepared, renders=renders)["throughput"]
+    assert tp["photo2shape_photos_per_s"] > 0 and 0 < tp["eval_photo2shape_share"] < 1
+    tp = ev.evaluate_stage(cfg, prepared=prepared, renders=renders)["throughput"]
+    assert tp["photo_encode_from_cache"] is True and "photo_crops_from_cache" not in tp  # not needed
+    assert "photo2shape_photos_per_s" not in tp

@@ -7,19 +7,51 @@ bootstrap 95 % CIs over test shapes, per-category figures, throughput and proven
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+import logging
+import os
+import stat
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from harness.experiment import ex
 
+log = logging.getLogger("harness.evaluate")
+
 # Which per-query values a metric is computed from, and how they are aggregated (for the CIs).
 HEADLINE = ("R@1", "R@5", "R@10", "mAP", "medR")
-CAPTIONER_DEFAULTS = dict(epochs=30, beam_size=3, d_model=128, layers=2, prefix_len=4, lr=2e-3, batch_size=64)
+# The generative captioner (docs/evaluation.md): a 1-layer, 96-wide prefix decoder trained with batches of
+# 32 captions until the validation loss of held-out train shapes has not improved for ``patience``
+# epochs, then a learning-rate decay over ``decay_fraction`` as many epochs again (``epochs``: the most
+# it may run; ``patience`` None: a fixed ``epochs``); ``threads``: torch threads while it trains (None:
+# torch's setting); ``cache``: reuse a captioner trained on the same embeddings, captions, config and
+# seed (under ``<train.features_dir>/captioners``).
+CAPTIONER_DEFAULTS = dict(epochs=40, beam_size=3, d_model=96, layers=1, prefix_len=4, lr=2e-3, batch_size=32,
+                          dropout=0.0, patience=3, val_fraction=0.1, decay_fraction=0.5, length_groups=1,
+                          threads=1, cache=True)
+# eval.captioning: True — caption the run's evaluation, not its re-evaluations; "always" — caption
+# re-evaluations too; False — never.
+CAPTIONING_CHOICES = (True, False, "always")
+
+
+def captioning_decision(setting, reevaluation: bool) -> tuple[bool, str]:
+    """(caption?, what the run record says) for ``eval.captioning`` and the kind of evaluation."""
+    if setting not in CAPTIONING_CHOICES:
+        import models
+        raise models.ConfigError(f"eval.captioning={setting!r} must be true, false or 'always'")
+    if setting is False or setting == 0:
+        return False, "off (eval.captioning=false)"
+    if reevaluation and setting != "always":
+        return False, ("skipped: a re-evaluation within the run (eval.captioning='always' captions "
+                       "re-evaluations too)")
+    return True, "done"
 
 
 def _timer(timings: dict, name: str):
@@ -120,29 +152,112 @@ def crop_photo(img_path: Path, bbox, mask_path: Path | None, size: int, use_mask
     return img.resize((size, size))
 
 
-def _photo_queries(prepared, keys: set, work: Path, size: int, use_mask: bool):
-    """Crops of the photos of ``keys`` written under ``work``; ``(paths, shape keys)``."""
+@dataclass(frozen=True)
+class PhotoJob:
+    """One photo query: its shape, its sources and the content-stamped file its crop is kept in."""
+
+    shape: str
+    img: Path
+    bbox: object
+    mask: Path | None
+    crop: Path
+
+
+def _photo_jobs(prepared, keys: set, work: Path, size: int, use_mask: bool) -> list[PhotoJob]:
+    """The photos of ``keys`` whose image exists, each with the file (under ``work``) its crop goes to."""
     root = Path(getattr(prepared, "root", "."))
-    paths, shapes = [], []
+    jobs = []
     for photo in getattr(prepared.dataset, "photos", []) or []:
         key, img, bbox, mask = _photo_fields(photo)
         if key not in keys or img is None:
             continue
         img_path = Path(img) if Path(img).is_absolute() else root / img
-        if not img_path.is_file():
+        try:
+            img_stat = img_path.stat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(img_stat.st_mode):
             continue
         mask_path = None if mask is None else (Path(mask) if Path(mask).is_absolute() else root / mask)
         # the sources' size and mtime are in the name: a replaced photo or mask is cropped again
-        stamps = [(st.st_size, st.st_mtime_ns) for st in (p.stat() for p in (img_path, mask_path)
-                                                          if p is not None and p.is_file())]
+        stamps = [(img_stat.st_size, img_stat.st_mtime_ns)]
+        if mask_path is not None:
+            try:
+                st = mask_path.stat()
+                stamps.append((st.st_size, st.st_mtime_ns))
+            except OSError:
+                pass
         name = hashlib.sha1(f"{img_path}|{mask_path}|{stamps}|{bbox}|{use_mask}|{size}".encode()
                             ).hexdigest()[:16] + ".png"
-        out = work / name
-        if not out.is_file():
-            crop_photo(img_path, bbox, mask_path, size, use_mask).save(out)
-        paths.append(str(out))
-        shapes.append(key)
-    return paths, shapes
+        jobs.append(PhotoJob(key, img_path, bbox, mask_path, work / name))
+    return jobs
+
+
+def encode_photos(bundle, jobs: list[PhotoJob], features_dir, use_mask: bool, stats: dict,
+                  batch_size: int = 64, crop_thread: bool = True) -> np.ndarray:
+    """(N, D) embeddings of the photo queries ``jobs``, through the feature cache.
+
+    Crops are made (and kept in their content-stamped files) or read back by a thread, a batch
+    ahead of the model, and go straight into the model as tensors: no crop is written and decoded
+    again. Raw features are cached under ``<features_dir>/<model>-<weights>/photo-crops/`` keyed by
+    the crop file name, so evaluating the same weights again encodes no photo. ``stats`` gets
+    ``cropped`` / ``crops_cached`` / ``encoded`` / ``encode_cached`` counts.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    from PIL import Image
+
+    from models.features import FeatureCache, apply_heads
+
+    size = bundle.image_size
+    for name in ("cropped", "crops_cached", "encoded", "encode_cached"):
+        stats.setdefault(name, 0)
+    if not jobs:
+        return np.zeros((0, 0), dtype=np.float32)
+    by_crop = {str(j.crop): j for j in jobs}
+
+    def tensor(key: str):
+        job = by_crop[key]
+        if job.crop.is_file():
+            with Image.open(job.crop) as img:
+                img = img.convert("RGB")
+            made = False
+        else:
+            img = crop_photo(job.img, job.bbox, job.mask, size, use_mask)
+            tmp = job.crop.with_name(f".{job.crop.name}.{os.getpid()}-{threading.get_ident()}.png")
+            img.save(tmp, compress_level=1)  # lossless: the same pixels, written faster
+            os.replace(tmp, job.crop)
+            made = True
+        return bundle.preprocess(img), made
+
+    def compute(missing: list[str]):
+        model = bundle.model.eval()
+        batches = [missing[s:s + batch_size] for s in range(0, len(missing), batch_size)]
+        out = []
+        with ThreadPoolExecutor(max_workers=1) as pool, torch.no_grad():
+            run = pool.map if crop_thread else (lambda f, xs: [f(x) for x in xs])  # (inline: profiling)
+            pending = [run(tensor, batches[0])]
+            for i in range(len(batches)):
+                if i + 1 < len(batches):  # the next batch is cropped while this one is encoded
+                    pending.append(run(tensor, batches[i + 1]))
+                done = list(pending[i])
+                pending[i] = None
+                made = sum(m for _, m in done)
+                stats["cropped"] += made
+                stats["crops_cached"] += len(done) - made
+                batch = torch.stack([t for t, _ in done]).to(bundle.device)
+                out.append(model.encode_image(batch).float().cpu())
+        stats["encoded"] += len(missing)
+        return torch.cat(out)
+
+    work = Path(jobs[0].crop).parent
+    work.mkdir(parents=True, exist_ok=True)
+    cache = FeatureCache(features_dir, bundle, render_config_id="photo-crops")
+    keys = [str(j.crop) for j in jobs]
+    raw = cache.lookup("images", keys, compute)
+    stats["encode_cached"] += cache.hits
+    return apply_heads(bundle, raw, "image").numpy()
 
 
 def _provenance(cfg, prepared, renders, bundle, trained, checkpoint) -> dict:
@@ -189,12 +304,16 @@ def _device_name(bundle) -> str:
     return str(dev.type)
 
 
-def evaluate_stage(cfg: dict, run=None, prepared=None, renders=None, trained=None) -> dict:
+def evaluate_stage(cfg: dict, run=None, prepared=None, renders=None, trained=None,
+                   reevaluation: bool = False) -> dict:
     """Evaluate on ``eval.split`` and return the run record's ``result`` (plain Python types).
 
     Inputs not given are produced here (data prepared, renders made/reused, model created as loaded
     or from ``eval.checkpoint``). With a Sacred ``run``: timings as metrics, per-shape scores in
     ``run.info["per_shape"]``, a retrieval-examples image and a caption table as artifacts.
+    ``reevaluation``: a further evaluation of the run's model (another view count, a rotation):
+    captioning is skipped unless ``eval.captioning`` is ``"always"``, and
+    ``result.provenance.captioning`` says so.
     """
     import torch
 
@@ -206,8 +325,11 @@ def evaluate_stage(cfg: dict, run=None, prepared=None, renders=None, trained=Non
     ev = dict(cfg["eval"])
     ks = tuple(int(k) for k in ev.get("ks", (1, 5, 10)))
     resamples, seed = int(ev.get("bootstrap", 1000)), int(cfg.get("seed", 0))
-    if ev.get("captioning", True):
+    do_caption, caption_status = captioning_decision(ev.get("captioning", True), reevaluation)
+    if do_caption:
         java_executable()  # missing Java fails here, before any encoding or training
+    elif reevaluation:
+        log.info("evaluate: captioning %s", caption_status)
     start, timings = time.perf_counter(), {}
     if prepared is None:
         from harness.data import prepare
@@ -238,37 +360,53 @@ def evaluate_stage(cfg: dict, run=None, prepared=None, renders=None, trained=Non
         text_shape = [it.key for it in test_items for _ in it.captions]
         with _timer(timings, "encode_texts"):
             text_emb = models.encode_texts(bundle, texts).numpy()
-    with _timer(timings, "retrieval"):
-        ranks = retrieval_ranks(shape_emb, text_emb, keys, text_shape, text_strings=texts,
-                                same_caption_match=bool(ev.get("same_caption_match", False)))
-        block = retrieval_block(ranks, ks, resamples, seed, category_of)
-    metrics, ci95, per_cat = block["metrics"], block["ci95"], block["per_category"]
-    per_shape = block["per_shape"]
     counts = {"shapes": len(keys), "texts": len(texts), "views": n_views}
+    captioner = None
+    if do_caption:  # the captioner's inputs now; it trains in a thread while photo→shape runs
+        captioner = CaptioningJob(ev, bundle, prepared, render_dir, config_id, features_dir, test_items, seed,
+                                  timings)
+        captioner.start()
+    photo_stats: dict = {}
+    try:
+        with _torch_threads(1 if captioner is not None and captioner.running and bundle.device.type == "cpu"
+                            else None):
+            with _timer(timings, "retrieval"):
+                ranks = retrieval_ranks(shape_emb, text_emb, keys, text_shape, text_strings=texts,
+                                        same_caption_match=bool(ev.get("same_caption_match", False)))
+                block = retrieval_block(ranks, ks, resamples, seed, category_of)
+            metrics, ci95, per_cat = block["metrics"], block["ci95"], block["per_category"]
+            per_shape = block["per_shape"]
+            if ev.get("photo2shape", True):
+                with _timer(timings, "photo2shape"):
+                    use_mask = bool(ev.get("photo_mask", True))
+                    jobs = _photo_jobs(prepared, set(keys), Path(features_dir) / "photo_crops",
+                                       bundle.image_size, use_mask)
+                    counts["photos"] = len(jobs)
+                    if jobs:
+                        photo_emb = encode_photos(bundle, jobs, features_dir, use_mask, photo_stats)
+                        pr = {"photo2shape": photo_ranks(photo_emb, shape_emb, [j.shape for j in jobs], keys)}
+                        pblock = retrieval_block(pr, ks, resamples, seed, category_of)
+                        metrics.update(pblock["metrics"])
+                        ci95.update(pblock["ci95"])
+                        _merge_per_category(per_cat, pblock["per_category"])
+                        per_shape.update({k: v for k, v in pblock["per_shape"].items() if k != "_n"})
+                        per_shape["_n"].update(pblock["per_shape"]["_n"])
+        if captioner is not None and captioner.running:
+            # METEOR loads its paraphrase table (seconds of JVM start-up) while the captioner still
+            # trains, not while the models encode (no-op when the process's JVMs already run)
+            from harness.metrics.captioning import jvm_pool
+            jvm_pool().prestart()
+    finally:
+        if captioner is not None:
+            captioner.join()
 
     work = Path(tempfile.mkdtemp(prefix="clip3d-eval-"))
-    if ev.get("photo2shape", True):
-        with _timer(timings, "photo2shape"):
-            photo_dir = Path(features_dir) / "photo_crops"
-            photo_dir.mkdir(parents=True, exist_ok=True)
-            paths, photo_keys = _photo_queries(prepared, set(keys), photo_dir, bundle.image_size,
-                                               bool(ev.get("photo_mask", True)))
-            counts["photos"] = len(paths)
-            if paths:
-                photo_emb = models.encode_images(bundle, paths).numpy()
-                pr = {"photo2shape": photo_ranks(photo_emb, shape_emb, photo_keys, keys)}
-                pblock = retrieval_block(pr, ks, resamples, seed, category_of)
-                metrics.update(pblock["metrics"])
-                ci95.update(pblock["ci95"])
-                _merge_per_category(per_cat, pblock["per_category"])
-                per_shape.update({k: v for k, v in pblock["per_shape"].items() if k != "_n"})
-                per_shape["_n"].update(pblock["per_shape"]["_n"])
-
-    samples = {}
-    if ev.get("captioning", True):
-        samples = _captioning(cfg, ev, bundle, prepared, render_dir, config_id, features_dir, test_items,
-                              shape_emb, resamples, seed, category_of, metrics, ci95, per_cat, per_shape,
-                              timings)
+    samples, captioner_info = {}, {}
+    if captioner is not None:
+        samples = captioner.finish(shape_emb, resamples, category_of, metrics, ci95, per_cat, per_shape,
+                                   captioner_info)
+        if not samples:
+            caption_status = "skipped: no train shapes with captions for the captioners"
     if trained is not None:
         metrics.update({k: float(v) for k, v in (getattr(trained, "metrics", None) or {}).items()})
 
@@ -284,11 +422,24 @@ def evaluate_stage(cfg: dict, run=None, prepared=None, renders=None, trained=Non
         throughput["encode_images_per_s"] = encode_stats["encoded"] / timings["encode_images"]
     elif encode_stats.get("cached"):
         throughput["encode_from_cache"] = True
+    if photo_stats.get("encoded") and timings.get("photo2shape"):
+        throughput["photo2shape_photos_per_s"] = counts["photos"] / timings["photo2shape"]
+    elif photo_stats.get("encode_cached"):
+        throughput["photo_encode_from_cache"] = True
+    if photo_stats and not photo_stats.get("cropped") and photo_stats.get("crops_cached"):
+        throughput["photo_crops_from_cache"] = True
+    if timings.get("photo2shape"):
+        throughput["eval_photo2shape_share"] = timings["photo2shape"] / eval_seconds
+    if captioner_info.get("from_cache"):
+        throughput["captioner_from_cache"] = True
     throughput.update({"eval_seconds": eval_seconds, "device": _device_name(bundle),
                        **{f"eval_{k}_seconds": v for k, v in timings.items()}})
+    provenance = {**_provenance(cfg, prepared, renders, bundle, trained, checkpoint), "counts": counts,
+                  "captioning": caption_status}
+    if captioner_info:
+        provenance["captioner"] = captioner_info
     result = plain({"metrics": metrics, "ci95": ci95, "per_category": per_cat, "throughput": throughput,
-                    "provenance": {**_provenance(cfg, prepared, renders, bundle, trained, checkpoint),
-                                   "counts": counts}})
+                    "provenance": provenance})
     if run is not None:
         for name, seconds in timings.items():
             run.log_scalar(f"eval.{name}_seconds", float(seconds))
@@ -316,39 +467,111 @@ def _embed_dim(bundle) -> int:
     return int(getattr(bundle.model, "embed_dim", None) or bundle.model.text_projection.shape[-1])
 
 
-def _captioning(cfg, ev, bundle, prepared, render_dir, config_id, features_dir, test_items, shape_emb,
-                resamples, seed, category_of, metrics, ci95, per_cat, per_shape, timings) -> dict:
-    """Retrieval captioner (train caption bank) and generative captioner; updates the result dicts."""
-    import models
-    from harness.commands.train import shape_items
-    from harness.metrics import captioning
-    from models.captioner import RetrievalCaptioner, train_captioner
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """Torch intra-op threads set to ``n`` inside the block (None: unchanged), restored after."""
+    import torch
 
-    keys = [it.key for it in test_items]
-    references = {it.key: list(it.captions) for it in test_items}
-    train_items = shape_items(prepared, render_dir, prepared.split.train)
-    if not train_items:
-        return {}
-    with _timer(timings, "captioning"):
-        bank = RetrievalCaptioner.bank_from_captions({it.key: it.captions for it in train_items}, keys)
-        bank_emb = models.encode_texts(bundle, bank).numpy()
-        ret = RetrievalCaptioner(bank, bank_emb).caption(shape_emb)
-        predictions = {"ret": dict(zip(keys, ret, strict=True))}
-        train_emb = models.encode_shapes(bundle, [it.views for it in train_items], cache_dir=features_dir,
-                                         render_config_id=config_id).numpy()
-        ccfg = {**CAPTIONER_DEFAULTS, **(ev.get("captioner") or {})}
-        beam = int(ccfg.pop("beam_size"))
-        gen_model = train_captioner(train_emb, [list(it.captions) for it in train_items], seed=seed, **ccfg)
-        predictions["gen"] = dict(zip(keys, gen_model.generate(shape_emb, beam_size=beam), strict=True))
-        # one tokenizer JVM and one METEOR JVM for both captioners
-        scored = captioning.caption_scores_many(predictions, references)
-        for prefix, (scores, items) in scored.items():
-            m, c, pc, ps = caption_block(scores, items, prefix, resamples, seed, category_of)
-            metrics.update(m)
-            ci95.update(c)
-            _merge_per_category(per_cat, pc)
-            per_shape.update(ps)
-    return {"references": references, **predictions}
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class CaptioningJob:
+    """Retrieval captioner (train caption bank) and generative captioner of one evaluation.
+
+    ``start()`` encodes the caption bank and the train shapes (the caller's thread, timed as
+    ``captioning_encode``) and trains the generative captioner — or takes it from the cache — in a
+    thread of its own (``captioning_train``; absent when cached), so it runs alongside photo → shape;
+    on a CPU each of the two then uses one torch thread, so they share the two cores instead of
+    contending for them. ``join()`` waits for it; ``finish()`` captions the test shapes
+    (``captioning_generate``, beam search over all shapes at once) and scores both captioners with the
+    process's JVMs (``captioning_score``). ``captioning`` is the sum of these steps (its training
+    overlaps photo → shape, so the steps add up to more than ``eval_seconds``).
+    """
+
+    def __init__(self, ev, bundle, prepared, render_dir, config_id, features_dir, test_items, seed, timings):
+        self.ev, self.bundle, self.prepared, self.render_dir = ev, bundle, prepared, render_dir
+        self.config_id, self.features_dir, self.test_items = config_id, features_dir, test_items
+        self.seed, self.timings = seed, timings
+        self.thread, self.error, self.model, self.hit, self.running = None, None, None, False, False
+
+    def start(self) -> None:
+        import models
+        from harness.commands.train import shape_items
+        from models.captioner import RetrievalCaptioner
+
+        self.keys = [it.key for it in self.test_items]
+        self.train_items = shape_items(self.prepared, self.render_dir, self.prepared.split.train)
+        if not self.train_items:
+            return
+        t = time.perf_counter()
+        bank = RetrievalCaptioner.bank_from_captions({it.key: it.captions for it in self.train_items},
+                                                     self.keys)
+        bank_emb = models.encode_texts(self.bundle, bank).numpy()
+        self.retrieval = RetrievalCaptioner(bank, bank_emb)
+        train_emb = models.encode_shapes(self.bundle, [it.views for it in self.train_items],
+                                         cache_dir=self.features_dir, render_config_id=self.config_id).numpy()
+        self.timings["captioning_encode"] = time.perf_counter() - t
+        ccfg = {**CAPTIONER_DEFAULTS, **(self.ev.get("captioner") or {})}
+        self.beam = int(ccfg.pop("beam_size"))
+        cache_dir = Path(self.features_dir) / "captioners" if ccfg.pop("cache") else None
+        captions = [list(it.captions) for it in self.train_items]
+        self.thread = threading.Thread(target=self._train, args=(train_emb, captions, cache_dir, ccfg),
+                                       name="captioner", daemon=True)
+        self.running = True
+        self.thread.start()
+
+    def _train(self, train_emb, captions, cache_dir, ccfg) -> None:
+        t = time.perf_counter()
+        try:
+            from models.captioner import cached_captioner
+
+            self.model, self.hit = cached_captioner(train_emb, captions, cache_dir, seed=self.seed, **ccfg)
+            if not self.hit:
+                self.timings["captioning_train"] = time.perf_counter() - t
+        except BaseException as exc:  # noqa: BLE001 - raised again in the evaluating thread
+            self.error = exc
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.running = False
+
+    def finish(self, shape_emb, resamples, category_of, metrics, ci95, per_cat, per_shape, info) -> dict:
+        """Caption and score the test shapes; updates the result dicts; ``{}`` without train shapes."""
+        from harness.metrics import captioning
+
+        if self.thread is None:
+            return {}
+        self.join()
+        if self.error is not None:
+            raise self.error
+        keys, model, timings = self.keys, self.model, self.timings
+        references = {it.key: list(it.captions) for it in self.test_items}
+        predictions = {"ret": dict(zip(keys, self.retrieval.caption(shape_emb), strict=True))}
+        info.update({"from_cache": self.hit, "epochs_run": getattr(model, "epochs_run", None),
+                     "stopped_early": getattr(model, "stopped_early", None),
+                     "val_loss": getattr(model, "val_loss", None),
+                     "train_loss": getattr(model, "train_loss", None), "beam_size": self.beam})
+        with _timer(timings, "captioning_generate"):
+            predictions["gen"] = dict(zip(keys, model.generate(shape_emb, beam_size=self.beam), strict=True))
+        with _timer(timings, "captioning_score"):
+            # one tokenizer JVM and one METEOR JVM for both captioners (the process's, reused)
+            scored = captioning.caption_scores_many(predictions, references)
+            for prefix, (scores, items) in scored.items():
+                m, c, pc, ps = caption_block(scores, items, prefix, resamples, self.seed, category_of)
+                metrics.update(m)
+                ci95.update(c)
+                _merge_per_category(per_cat, pc)
+                per_shape.update(ps)
+        timings["captioning"] = sum(timings.get(f"captioning_{k}", 0.0)
+                                    for k in ("encode", "train", "generate", "score"))
+        return {"references": references, **predictions}
 
 
 def top_captions(query_emb, text_emb, texts, keys, k: int = 5) -> dict:
