@@ -188,8 +188,15 @@ def config():
         captioning=True,
         checkpoint=None,  # evaluate this checkpoint instead of the one trained in this run
         photo_mask=True,  # photo2shape: photos masked onto white like the renders (False: bbox crop only)
-        # generative captioner (ClipCap-style prefix decoder on train captions): docs/evaluation.md
-        captioner=dict(epochs=30, beam_size=3, d_model=128, layers=2, prefix_len=4, lr=2e-3, batch_size=64),
+        # generative captioner (ClipCap-style prefix decoder on train captions), docs/evaluation.md: a
+        # 1-layer, 96-wide decoder trained on batches of 32 captions until the validation loss of
+        # held-out train shapes has not improved for `patience` epochs, then a learning-rate decay over
+        # `decay_fraction` as many epochs again (`epochs`: the most it runs; patience None: a fixed
+        # `epochs`); `threads`: torch threads while it trains (None: torch's setting); `cache`: reuse a
+        # captioner trained on the same embeddings, captions, config and seed (<features_dir>/captioners)
+        captioner=dict(epochs=60, beam_size=3, d_model=96, layers=1, prefix_len=4, lr=2e-3, batch_size=32,
+                       dropout=0.0, patience=5, val_fraction=0.1, decay_fraction=0.5, length_groups=1,
+                       threads=1, cache=True),
     )
     store = dict(
         url=None,  # MongoDB URL; None: $HARNESS_MONGO_URL, then the embedded server

@@ -52,7 +52,7 @@ def make_prepared(root: Path):
         Image.fromarray(img).save(root / f"img_{j}.png")
         Image.fromarray(mask).save(root / f"mask_{j}.png")
         photos.append(SimpleNamespace(img=f"img_{j}.png", mask=f"mask_{j}.png", bbox=[28, 18, 72, 62],
-                                      model=key, category=key.split("/")[1]))
+                                      model=key, category=key.split("/")[1], bad_mask=False))
     dataset = SimpleNamespace(shapes=shapes, photos=photos, fingerprint="fp-test")
     return SimpleNamespace(root=str(root), dataset=dataset,
                            split=SimpleNamespace(split_id="split-test", **split), captions=captions)
@@ -68,7 +68,8 @@ def setup(tmp_path_factory):
     cfg["render"].update(out=str(root / "renders"), size=64, rig="ring8", workers=1)
     cfg["model"].update(name="clip3d-tiny", device="cpu")
     cfg["train"].update(mode="none", features_dir=str(root / "features"))
-    cfg["eval"].update(bootstrap=50, captioner=dict(epochs=2, d_model=32, layers=1, beam_size=2))
+    small = {"epochs": 2, "d_model": 32, "layers": 1, "beam_size": 2}
+    cfg["eval"].update(bootstrap=50, captioner={**cfg["eval"]["captioner"], **small})
     prepared = make_prepared(root)
     renders = render_stage(cfg, prepared=prepared)
     return cfg, prepared, renders
@@ -80,7 +81,7 @@ def test_evaluate_stage_records_everything(setup):
 
     cfg, prepared, renders = setup
     run = FakeRun()
-    result = evaluate_stage(cfg, run=run, prepared=prepared, renders=renders)
+    result = evaluate_stage(cfg, prepared, renders, run=run)
     assert set(result) == {"metrics", "ci95", "per_category", "throughput", "provenance"}
     m = result["metrics"]
     for name in ["i2t_R@1", "i2t_R@5", "i2t_R@10", "i2t_mAP", "i2t_medR", "t2i_R@1", "t2i_medR",
@@ -126,11 +127,11 @@ def test_throughput_of_cached_work_is_marked_never_zero(setup):
     cfg = copy.deepcopy(cfg)
     cfg["eval"].update(photo2shape=False, captioning=False, bootstrap=0)
     assert renders.summary["views"] > 0 and renders.summary["views_per_s"] > 0  # the first render
-    evaluate_stage(cfg, prepared=prepared, renders=renders)  # fills the feature cache (if not yet)
+    evaluate_stage(cfg, prepared, renders)  # fills the feature cache (if not yet)
     cached = render_stage(cfg, prepared=prepared)
     assert cached.summary["skipped"] == cached.summary["total"] and "views_per_s" not in cached.summary
     assert cached.fingerprint == renders.fingerprint
-    tp = evaluate_stage(cfg, prepared=prepared, renders=cached)["throughput"]
+    tp = evaluate_stage(cfg, prepared, cached)["throughput"]
     assert tp["render_from_cache"] is True and "render_views_per_s" not in tp
     assert tp["encode_from_cache"] is True and "encode_images_per_s" not in tp
     assert all(v != 0 for v in tp.values() if isinstance(v, float))
@@ -153,7 +154,7 @@ def test_retrieval_captioner_bank_excludes_test_captions(setup, monkeypatch):
         return real(prediction_sets, references)
 
     monkeypatch.setattr(cap, "caption_scores_many", spy)
-    result = ev.evaluate_stage(cfg, prepared=prepared, renders=renders)
+    result = ev.evaluate_stage(cfg, prepared, renders)
     test_caps = {c for k in prepared.split.test for c in prepared.captions[k] if "number 3" in c}
     assert not set(seen["ret"].values()) & test_caps
     assert result["ci95"] == {} and "photo2shape_R@1" not in result["metrics"]
@@ -166,7 +167,7 @@ def test_missing_java_fails_before_work(setup, monkeypatch, tmp_path):
     cfg, prepared, renders = setup
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(JavaNotFoundError, match="default-jre-headless"):
-        evaluate_stage(cfg, prepared=prepared, renders=renders)
+        evaluate_stage(cfg, prepared, renders)
 
 
 def test_evaluate_is_a_sacred_command():
@@ -208,22 +209,22 @@ def test_reevaluation_skips_captioning_and_says_so(setup, monkeypatch):
     real = captioning.caption_scores_many
     monkeypatch.setattr(captioning, "caption_scores_many", lambda *a: calls.append(1) or real(*a))
 
-    result = ev.evaluate_stage(cfg, prepared=prepared, renders=renders, reevaluation=True)
+    result = ev.evaluate_stage(cfg, prepared, renders, reevaluation=True)
     assert not calls and not any(k.startswith("cap_") for k in result["metrics"])
     assert result["provenance"]["captioning"].startswith("skipped: a re-evaluation")
     assert "eval.captioning='always'" in result["provenance"]["captioning"]
     assert "i2t_R@1" in result["metrics"]
 
     cfg["eval"]["captioning"] = "always"
-    result = ev.evaluate_stage(cfg, prepared=prepared, renders=renders, reevaluation=True)
+    result = ev.evaluate_stage(cfg, prepared, renders, reevaluation=True)
     assert calls and "cap_gen_CIDEr" in result["metrics"] and result["provenance"]["captioning"] == "done"
 
     cfg["eval"]["captioning"] = False
-    result = ev.evaluate_stage(cfg, prepared=prepared, renders=renders)
+    result = ev.evaluate_stage(cfg, prepared, renders)
     assert result["provenance"]["captioning"] == "off (eval.captioning=false)"
     cfg["eval"]["captioning"] = "sometimes"
     with pytest.raises(models.ConfigError, match="eval.captioning"):
-        ev.evaluate_stage(cfg, prepared=prepared, renders=renders)
+        ev.evaluate_stage(cfg, prepared, renders)
 
 
 def test_same_model_evaluated_again_never_retrains_its_captioner(setup, monkeypatch, tmp_path):
@@ -232,6 +233,7 @@ def test_same_model_evaluated_again_never_retrains_its_captioner(setup, monkeypa
 
     import models.captioner as cap
     from harness.commands import evaluate as ev
+    from harness.commands.train import TrainStage
 
     cfg, prepared, renders = setup
     cfg = copy.deepcopy(cfg)
@@ -241,13 +243,13 @@ def test_same_model_evaluated_again_never_retrains_its_captioner(setup, monkeypa
     real = cap.train_captioner
     monkeypatch.setattr(cap, "train_captioner", lambda *a, **k: trained.append(1) or real(*a, **k))
 
-    first = ev.evaluate_stage(cfg, prepared=prepared, renders=renders)
+    first = ev.evaluate_stage(cfg, prepared, renders)
     assert len(trained) == 1 and "captioner_from_cache" not in first["throughput"]
     assert first["throughput"]["eval_captioning_train_seconds"] > 0
     assert first["provenance"]["captioner"]["from_cache"] is False
     assert len(list((tmp_path / "features" / "captioners").glob("*.pt"))) == 1
 
-    again = ev.evaluate_stage(cfg, prepared=prepared, renders=renders)
+    again = ev.evaluate_stage(cfg, prepared, renders)
     assert len(trained) == 1, "the same model's captioner was trained again"
     assert again["throughput"]["captioner_from_cache"] is True
     assert "eval_captioning_train_seconds" not in again["throughput"]
@@ -258,8 +260,8 @@ def test_same_model_evaluated_again_never_retrains_its_captioner(setup, monkeypa
     bundle = models.create_model("clip3d-tiny", None, device="cpu", seed=1)
     with torch.no_grad():
         bundle.model.visual.proj.mul_(1.5)
-    other = ev.evaluate_stage(cfg, prepared=prepared, renders=renders,
-                              trained=SimpleNamespace(bundle=bundle, checkpoint=None))
+    other = ev.evaluate_stage(cfg, prepared, renders,
+                              trained=TrainStage(bundle=bundle, checkpoint=None, history=[], throughput={}))
     assert len(trained) == 2 and "captioner_from_cache" not in other["throughput"]
     assert len(list((tmp_path / "features" / "captioners").glob("*.pt"))) == 2
 
@@ -271,6 +273,8 @@ def test_photo_queries_batched_equal_the_per_photo_path_and_their_throughput(set
     from PIL import Image
 
     from harness.commands import evaluate as ev
+    from harness.data.photos import crop_photo, photo_jobs
+    from harness.evaluation import encode_photos
 
     cfg, prepared, renders = setup
     bundle = models.create_model("clip3d-tiny", None, device="cpu", seed=0)
@@ -278,29 +282,29 @@ def test_photo_queries_batched_equal_the_per_photo_path_and_their_throughput(set
     # the per-photo path: every crop made, saved and encoded from its file, one photo at a time
     (tmp_path / "ref").mkdir()
     paths, shapes = [], []
-    for job in ev._photo_jobs(prepared, keys, tmp_path / "ref", 64, True):
-        ev.crop_photo(job.img, job.bbox, job.mask, 64, True).save(job.crop)
+    for job in photo_jobs(prepared, keys, tmp_path / "ref", 64, True):
+        crop_photo(job.img, job.bbox, job.mask, 64, True).save(job.crop)
         paths.append(str(job.crop))
         shapes.append(job.shape)
     with torch.no_grad():
         want = models.encode_images(bundle, paths).numpy()
-    jobs = ev._photo_jobs(prepared, keys, tmp_path / "crops", 64, True)
+    jobs = photo_jobs(prepared, keys, tmp_path / "crops", 64, True)
     stats = {}
-    got = ev.encode_photos(bundle, jobs, tmp_path / "features", True, stats)
+    got = encode_photos(bundle, jobs, tmp_path / "features", True, stats)
     assert [j.shape for j in jobs] == shapes and [j.crop.name for j in jobs] == [Path(p).name for p in paths]
     assert np.array_equal(got, want)
     for job, path in zip(jobs, paths, strict=True):  # the same pixels in the kept crop files
         assert np.array_equal(np.asarray(Image.open(job.crop)), np.asarray(Image.open(path)))
     assert stats == {"cropped": 3, "crops_cached": 0, "encoded": 3, "encode_cached": 0}
     stats = {}
-    assert np.array_equal(ev.encode_photos(bundle, jobs, tmp_path / "features", True, stats), want)
+    assert np.array_equal(encode_photos(bundle, jobs, tmp_path / "features", True, stats), want)
     assert stats == {"cropped": 0, "crops_cached": 0, "encoded": 0, "encode_cached": 3}
 
     cfg = copy.deepcopy(cfg)
     cfg["eval"].update(captioning=False, bootstrap=0)
     cfg["train"]["features_dir"] = str(tmp_path / "features2")
-    tp = ev.evaluate_stage(cfg, prepared=prepared, renders=renders)["throughput"]
+    tp = ev.evaluate_stage(cfg, prepared, renders)["throughput"]
     assert tp["photo2shape_photos_per_s"] > 0 and 0 < tp["eval_photo2shape_share"] < 1
-    tp = ev.evaluate_stage(cfg, prepared=prepared, renders=renders)["throughput"]
+    tp = ev.evaluate_stage(cfg, prepared, renders)["throughput"]
     assert tp["photo_encode_from_cache"] is True and "photo_crops_from_cache" not in tp  # not needed
     assert "photo2shape_photos_per_s" not in tp

@@ -58,6 +58,15 @@ def usable_views(prepared, render_dir) -> dict[str, list[str]]:
     return out
 
 
+def shape_items(prepared, render_dir: str, keys) -> list:
+    """ShapeItems of ``keys`` with usable renders (failed, missing or stale renders are skipped): what
+    the train and evaluate stages see of the renders."""
+    from models import make_items
+
+    categories = {s.key: s.category for s in prepared.dataset.shapes}
+    return make_items(list(keys), usable_views(prepared, render_dir), prepared.captions, categories)
+
+
 def renders_fingerprint(config_id: str, prepared, usable: dict) -> str:
     """16 hex digits over the render config id and the (shape key, mesh content hash) pairs of the
     usable renders: two runs saw the same images only when their fingerprints agree."""

@@ -9,7 +9,10 @@ Public API::
     caption_scores(predictions, references) -> {"BLEU-1".."BLEU-4", "METEOR", "ROUGE_L", "CIDEr"}
     bootstrap_ci(values, keys, stat, resamples, seed) -> [lo, hi]; paired_bootstrap(a, b, ...) -> P(A>B)
     METRIC_DIRECTIONS, direction(name), higher_is_better(name)
+    Block; retrieval_block(ranks, ks, resamples, seed, category_of), caption_block(...) -> Block;
+    per_shape_record(per_shape) (a run record's figures from per-query scores)
 """
+from .blocks import Block, caption_block, per_shape_record, retrieval_block
 from .bootstrap import (
                         BootstrapInputError,
                         align_per_shape,
@@ -32,6 +35,7 @@ from .retrieval import (
 )
 
 __all__ = [
+    "Block", "caption_block", "per_shape_record", "retrieval_block",
     "BootstrapInputError", "align_per_shape", "bootstrap_ci", "bootstrap_distribution", "paired_bootstrap",
     "CAPTION_METRICS", "CaptionInputError", "JavaNotFoundError", "caption_scores", "java_executable",
     "METRIC_DIRECTIONS", "direction", "higher_is_better",

@@ -1,0 +1,64 @@
+"""What every part of one evaluation reads (``EvalContext``) and the two helpers they share."""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class EvalContext:
+    """One evaluation's inputs, built once by the evaluate stage and handed to its parts.
+
+    ``items``: the evaluated split's ``ShapeItem``s (shapes with usable renders and captions);
+    ``timings``: ``{step: seconds}``, filled by the parts (recorded as ``eval_<step>_seconds``).
+    """
+
+    bundle: Any
+    prepared: Any
+    render_dir: str
+    render_config_id: str | None
+    features_dir: Path
+    items: list
+    category_of: dict  # shape key -> category, every shape of the dataset
+    ks: tuple
+    resamples: int
+    seed: int
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def keys(self) -> list[str]:
+        return [it.key for it in self.items]
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.bundle.device.type == "cpu"
+
+    def timed(self, step: str):
+        """``with ctx.timed("retrieval"): ...`` adds the block's seconds to ``timings[step]``."""
+        return timed(self.timings, step)
+
+
+@contextlib.contextmanager
+def timed(timings: dict, step: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[step] = timings.get(step, 0.0) + time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Torch intra-op threads set to ``n`` inside the block (None: unchanged), restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
