@@ -1,5 +1,6 @@
 """Named registries: one lookup and one "unknown X; choose one of ..." message for every choice the
-project offers by name (training modes, view poolings, camera rigs; next datasets and tasks).
+project offers by name (training modes, view poolings, camera rigs; next datasets and tasks), and
+``section`` / ``as_dict``: a config section checked once into a frozen dataclass, and back.
 
 The bottom layer: imports nothing of the project, so ``models``, ``renderers`` and ``harness`` all
 use it (as fvcore's ``Registry`` serves detectron2's components).
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-__all__ = ["Registry", "choose", "unknown"]
+from .sections import as_dict, section
+
+__all__ = ["Registry", "as_dict", "choose", "section", "unknown"]
 
 
 def unknown(key: str, value, allowed: Iterable) -> str:
