@@ -1,18 +1,67 @@
-"""Validation of the whole Sacred config before any heavy work.
+"""The config, read once: validated before any heavy work, then frozen into typed sections.
 
 Every check raises ConfigError naming the key, the value and what is allowed, so a typo on the
-command line costs a second, not a render or a training run.
+command line (a bad value, or an unknown key such as ``train.epohcs``) costs a second, not a render
+or a training run. :func:`load_config` turns the checked Sacred config into a :class:`Config` of
+frozen sections (``DataConfig``, ``RenderConfig``, ``ModelConfig``, ``TrainConfig``,
+``StoreConfig``), each declared by the layer that reads it, without defaults: every default lives
+in harness/experiment.py.
 """
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 
+from harness.data.config import DataConfig
+from harness.tracking import StoreConfig
+from models.config import ModelConfig, TrainConfig
 from models.errors import ConfigError  # one exception type for every config error
-from registries import choose
+from registries import choose, section
+from renderers.config import RenderConfig
 
-__all__ = ["ConfigError", "resolve", "validate"]
+__all__ = ["Config", "ConfigError", "data_config", "load_config", "resolve", "validate"]
 log = logging.getLogger("harness")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole run config, typed and frozen (``registries.as_dict`` gives the plain dict back)."""
+
+    seed: int
+    data: DataConfig
+    render: RenderConfig
+    model: ModelConfig
+    train: TrainConfig
+    eval: Mapping  # read-only; the evaluate stage reads it
+    store: StoreConfig
+
+
+def sections(cfg: Config | Mapping) -> Config:
+    """``cfg`` as a Config, without validating values: a missing or unknown key is a ConfigError."""
+    return section(Config, cfg, "", ConfigError)
+
+
+def load_config(cfg: Config | Mapping, check: bool = True) -> Config:
+    """The typed config of a command: ``cfg`` validated (:func:`resolve`) and frozen, once.
+
+    A Config comes back as it is. check=False: keys and the render section only (the render
+    command, which needs neither weights nor a valid train config).
+    """
+    if isinstance(cfg, Config):
+        return cfg
+    if check:
+        return sections(resolve(cfg))
+    sections(cfg)  # an unknown key fails first
+    cfg = resolve_render_size(dict(cfg))
+    validate_render(cfg["render"])
+    return sections(cfg)
+
+
+def data_config(cfg: DataConfig | Mapping) -> DataConfig:
+    """``cfg`` as a DataConfig (a mapping must hold every key of the ``data`` section)."""
+    return section(DataConfig, cfg, "data", ConfigError)
 
 
 def _positive(key: str, value, integer: bool = False) -> None:
@@ -81,7 +130,8 @@ def resolve_render_size(cfg: dict, warn: bool = True) -> dict:
 
 def resolve(cfg: dict) -> dict:
     """Validate the whole config and fill in what the model decides (render.size): call once per
-    command, before any heavy work; the stages take the returned config."""
+    command, before any heavy work (:func:`load_config` does, and freezes the result)."""
+    sections(cfg)  # a missing or unknown key (a typo: train.epohcs=3) fails first
     cfg = resolve_render_size(cfg)  # an unknown model.name fails here, first
     validate(cfg)
     return cfg
@@ -93,7 +143,8 @@ def validate(cfg: dict) -> None:
 
     validate_data(cfg["data"])
     validate_render(cfg["render"])
-    validate_model(cfg["model"], cfg["train"])
+    validate_model(section(ModelConfig, cfg["model"], "model", ConfigError),
+                   section(TrainConfig, cfg["train"], "train", ConfigError))
     validate_eval(cfg["eval"])
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,63}", str(cfg["store"].get("db"))):
         raise ConfigError(f"store.db={cfg['store'].get('db')!r} must be 1-63 letters, digits, _ or -")

@@ -16,11 +16,14 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from sacred.observers.base import RunObserver
 from sacred.utils import SacredError
 
+from registries import as_dict
 from runstore import (
     DEFAULT_DB,
     DEFAULT_SPOOL,
@@ -279,10 +282,23 @@ class SpoolingMongoObserver(RunObserver):
         pass
 
 
-def make_observer(store_cfg: dict | None = None, url: str | None = None, **kwargs) -> SpoolingMongoObserver:
+@dataclass(frozen=True)
+class StoreConfig:
+    """The ``store`` config section (every default: harness/experiment.py)."""
+
+    url: str | None
+    dir: str | None
+    db: str
+    spool: str
+    spool_keep_days: float
+    upload_checkpoint: bool
+
+
+def make_observer(store_cfg: StoreConfig | Mapping | None = None, url: str | None = None,
+                  **kwargs) -> SpoolingMongoObserver:
     """The observer for a run with the given ``store`` config (url, dir, db, spool, spool_keep_days);
-    ``url`` wins over it."""
-    store_cfg = dict(store_cfg or {})
+    ``url`` wins over it. A mapping may hold some keys only (other experiments: benchmarks, tests)."""
+    store_cfg = as_dict(store_cfg) if isinstance(store_cfg, StoreConfig) else dict(store_cfg or {})
     kwargs.setdefault("keep_days", store_cfg.get("spool_keep_days") or 0)
     return SpoolingMongoObserver(url=url or store_cfg.get("url"), db_name=store_cfg.get("db") or DEFAULT_DB,
                                  spool=store_cfg.get("spool") or DEFAULT_SPOOL,

@@ -2,6 +2,7 @@
 
 ``harness/`` drives it; nothing here imports the harness, Sacred or the dataset reader.
 """
+from .config import ModelConfig, TrainConfig, model_config, train_config
 from .data import ShapeItem, epoch_plan, make_items
 from .errors import (
                      ConfigError,
@@ -27,13 +28,14 @@ from .registry import (
                      resolve_device,
                      state_sha256,
 )
-from .validate import validate_config
+from .validate import validate_config, validate_train
 
 __all__ = [
-    "ClipBundle", "ConfigError", "FeatureCache", "LEARNED_POOLINGS", "MODES", "ModelsError", "OWN_MODELS",
-    "POOLINGS", "ShapeItem", "UnknownModelError", "UnknownPretrainedError",
+    "ClipBundle", "ConfigError", "FeatureCache", "LEARNED_POOLINGS", "MODES", "ModelConfig", "ModelsError",
+    "OWN_MODELS", "POOLINGS", "ShapeItem", "TrainConfig", "UnknownModelError", "UnknownPretrainedError",
     "WeightsMismatchError", "WeightsUnavailableError", "clip_loss", "count_params", "create_model",
     "encode_images", "encode_shapes", "encode_texts", "encode_views", "epoch_plan", "get_mode", "input_size",
-    "linear_probe", "list_models", "list_pretrained", "make_items", "make_pooling", "pool_views",
-    "positive_mask", "resolve_device", "state_sha256", "validate_config",
+    "linear_probe", "list_models", "list_pretrained", "make_items", "make_pooling", "model_config",
+    "pool_views", "positive_mask", "resolve_device", "state_sha256", "train_config", "validate_config",
+    "validate_train",
 ]

@@ -1,7 +1,8 @@
 """Training modes: which parameters train, and how the model is wrapped (``MODES`` registry).
 
-Each mode's ``apply(bundle, train_cfg)`` freezes/unfreezes/wraps in place and returns the list of
-parameters the optimizer updates. Frozen parameters keep their tensors untouched (bit-identical).
+Each mode's ``apply(bundle, train)`` (``train``: a :class:`~models.config.TrainConfig`) freezes,
+unfreezes or wraps in place and returns the list of parameters the optimizer updates. Frozen
+parameters keep their tensors untouched (bit-identical).
 """
 from __future__ import annotations
 
@@ -118,7 +119,7 @@ def _apply_projection(bundle, cfg):
 
 
 def _apply_partial(bundle, cfg):
-    n = int(cfg.get("partial_blocks", 2))
+    n = int(cfg.partial_blocks)
     vis, txt = _blocks(bundle.model)
     if not 1 <= n <= min(len(vis), len(txt)):
         raise ConfigError(f"train.partial_blocks={n} must be in 1..{min(len(vis), len(txt))} for "
@@ -132,7 +133,7 @@ def _apply_partial(bundle, cfg):
 def _apply_lora(bundle, cfg):
     from peft import LoraConfig, inject_adapter_in_model
 
-    rank = int(cfg.get("lora_rank", 8))
+    rank = int(cfg.lora_rank)
     vis, txt = _blocks(bundle.model)
     for block in list(vis) + list(txt):
         if isinstance(block.attn, nn.MultiheadAttention):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from registries import choose
 
+from .config import ModelConfig, TrainConfig
 from .errors import ConfigError
 from .modes import MODES
 from .pooling import LEARNED_POOLINGS, POOLINGS
@@ -11,8 +12,8 @@ from .registry import check_model_name, check_weights_available
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _positive(train_cfg: dict, key: str, kind=float, allow_zero: bool = False) -> None:
-    value = train_cfg.get(key)
+def _positive(train: TrainConfig, key: str, kind=float, allow_zero: bool = False) -> None:
+    value = getattr(train, key)
     if value is None:
         return
     try:
@@ -23,42 +24,52 @@ def _positive(train_cfg: dict, key: str, kind=float, allow_zero: bool = False) -
         raise ConfigError(f"train.{key}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
 
 
-def validate_config(model_cfg: dict, train_cfg: dict, n_train_shapes: int | None = None) -> None:
-    """Raise one clear error (allowed values listed) for a bad model/train config; loads nothing.
-
-    Checks the model name and pretrained tag/file, the mode, the pooling (learned poolings need a
-    trainable mode), lr > 0, positive sizes, and batch_size <= the number of train shapes.
-    """
-    model_cfg = model_cfg or {}
-    train_cfg = train_cfg or {}
-    mode = train_cfg.get("mode", "full")
+def _check_mode_and_pooling(mode: str, pooling: str) -> None:
     MODES.lookup(mode)
-    pooling = model_cfg.get("pooling", "mean")
     POOLINGS.lookup(pooling)
     if pooling in LEARNED_POOLINGS and not MODES[mode].trains:
         raise ConfigError(f"model.pooling={pooling!r} is learned and needs a trainable train.mode; "
                           f"with mode {mode!r} choose one of "
                           f"{', '.join(p for p in POOLINGS if p not in LEARNED_POOLINGS)}")
-    device = model_cfg.get("device", "auto")
-    if not str(device).startswith("cuda:"):
-        choose("model.device", device, DEVICES, ConfigError)
-    if "name" in model_cfg:
-        check_model_name(model_cfg["name"], model_cfg.get("pretrained"))
-        check_weights_available(model_cfg["name"], model_cfg.get("pretrained"))
-    if MODES[mode].trains:
-        _positive(train_cfg, "lr")
-        _positive(train_cfg, "epochs", int)
-        _positive(train_cfg, "batch_size", int)
-        _positive(train_cfg, "lora_rank", int)
-        _positive(train_cfg, "partial_blocks", int)
-        _positive(train_cfg, "backbone_lr_scale", allow_zero=True)
-        _positive(train_cfg, "weight_decay", allow_zero=True)
-        _positive(train_cfg, "warmup_steps", int, allow_zero=True)
-        _positive(train_cfg, "grad_clip", allow_zero=True)
-        _positive(train_cfg, "patience", int)
-        batch = int(train_cfg.get("batch_size", 32))
-        if batch < 2:
-            raise ConfigError(f"train.batch_size={batch} must be >= 2 (a contrastive batch needs negatives)")
-        if n_train_shapes is not None and batch > n_train_shapes:
-            raise ConfigError(f"train.batch_size={batch} is larger than the train split ({n_train_shapes} "
-                              f"shapes); use train.batch_size<={n_train_shapes}")
+
+
+def _check_numbers(train: TrainConfig, n_train_shapes: int | None) -> None:
+    if not MODES[train.mode].trains:
+        return
+    _positive(train, "lr")
+    _positive(train, "epochs", int)
+    _positive(train, "batch_size", int)
+    _positive(train, "lora_rank", int)
+    _positive(train, "partial_blocks", int)
+    _positive(train, "backbone_lr_scale", allow_zero=True)
+    _positive(train, "weight_decay", allow_zero=True)
+    _positive(train, "warmup_steps", int, allow_zero=True)
+    _positive(train, "grad_clip", allow_zero=True)
+    _positive(train, "patience", int)
+    batch = int(train.batch_size)
+    if batch < 2:
+        raise ConfigError(f"train.batch_size={batch} must be >= 2 (a contrastive batch needs negatives)")
+    if n_train_shapes is not None and batch > n_train_shapes:
+        raise ConfigError(f"train.batch_size={batch} is larger than the train split ({n_train_shapes} "
+                          f"shapes); use train.batch_size<={n_train_shapes}")
+
+
+def validate_train(train: TrainConfig, pooling: str, n_train_shapes: int | None = None) -> None:
+    """Raise one clear error for a bad train config with view pooling ``pooling`` (what the trainer
+    checks for a model it is given: mode, learned pooling, lr > 0, sizes, batch vs. split)."""
+    _check_mode_and_pooling(train.mode, pooling)
+    _check_numbers(train, n_train_shapes)
+
+
+def validate_config(model: ModelConfig, train: TrainConfig, n_train_shapes: int | None = None) -> None:
+    """Raise one clear error (allowed values listed) for a bad model/train config; loads nothing.
+
+    Checks the model name and pretrained tag/file, the mode, the pooling (learned poolings need a
+    trainable mode), lr > 0, positive sizes, and batch_size <= the number of train shapes.
+    """
+    _check_mode_and_pooling(train.mode, model.pooling)
+    if not str(model.device).startswith("cuda:"):
+        choose("model.device", model.device, DEVICES, ConfigError)
+    check_model_name(model.name, model.pretrained)
+    check_weights_available(model.name, model.pretrained)
+    _check_numbers(train, n_train_shapes)

@@ -14,7 +14,7 @@ from .batch import (
                     view_paths,
 )
 from .cameras import RIGS, Camera, look_at, pose_camera
-from .config import pixel_config, render_config_id
+from .config import RenderConfig, pixel_config, render_config_id
 from .content import mesh_content_hash
 from .errors import (
                      EGLUnavailableError,
@@ -42,5 +42,6 @@ __all__ = [
     "RENDERER_VERSION", "Lighting", "Renderer", "RenderOutput", "get_renderer", "render_views",
     "load_mesh", "normalize_mesh", "mesh_content_hash",
     "RenderJob", "RenderSummary", "parse_shard", "read_manifest", "render_batch", "render_chunk",
-    "shape_dir", "shard_jobs", "view_paths", "pixel_config", "render_config_id", "contact_sheet",
+    "shape_dir", "shard_jobs", "view_paths", "RenderConfig", "pixel_config", "render_config_id",
+    "contact_sheet",
 ]

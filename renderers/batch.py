@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from .config import pixel_config, render_config_id
+from .config import RenderConfig, knobs, pixel_config, render_config_id
 from .errors import EGLUnavailableError
 
 MANIFEST = "manifest.jsonl"
@@ -265,8 +265,8 @@ def _executor(scheduler, workers, n_chunks):
             lambda: pool.shutdown(wait=True, cancel_futures=True))
 
 
-def render_batch(jobs, out_dir, cfg: dict, shard=(0, 1), scheduler=None, workers=None, progress=True,
-                 chunk_size: int = 4) -> RenderSummary:
+def render_batch(jobs, out_dir, cfg: RenderConfig | dict, shard=(0, 1), scheduler=None, workers=None,
+                 progress=True, chunk_size: int = 4) -> RenderSummary:
     """Render ``jobs`` (``RenderJob``s) with render config ``cfg`` into ``<out_dir>/<config_id>/``.
 
     Shapes already in the manifest as ``ok``, rendered from the same mesh content (``content_hash``:
@@ -279,7 +279,7 @@ def render_batch(jobs, out_dir, cfg: dict, shard=(0, 1), scheduler=None, workers
     from tqdm.auto import tqdm
 
     pixel_cfg = pixel_config(cfg)
-    pixel_cfg["max_faces"] = (cfg or {}).get("max_faces") or _default_max_faces()
+    pixel_cfg["max_faces"] = knobs(cfg).get("max_faces") or _default_max_faces()
     config_id = render_config_id(cfg)
     render_dir = Path(out_dir) / config_id
     render_dir.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models import ClipBundle, ConfigError, get_mode, make_pooling
+from models import ClipBundle, ConfigError, TrainConfig, get_mode, make_pooling, train_config
 
 CHECKPOINT_FORMAT = "clip3d-checkpoint"
 
@@ -45,8 +45,12 @@ def save_checkpoint(path: str | os.PathLike, bundle: ClipBundle, optimizer=None,
     return str(path)
 
 
-def load_checkpoint(path: str | os.PathLike, bundle: ClipBundle, train_cfg: dict | None = None) -> dict:
-    """Load a checkpoint into ``bundle`` (applying its mode first when needed); returns the raw blob."""
+def load_checkpoint(path: str | os.PathLike, bundle: ClipBundle,
+                    train_cfg: TrainConfig | None = None) -> dict:
+    """Load a checkpoint into ``bundle`` (applying its mode first when needed); returns the raw blob.
+
+    train_cfg: the train config the mode is applied with (None: the one recorded in the checkpoint).
+    """
     try:
         blob = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
@@ -55,10 +59,10 @@ def load_checkpoint(path: str | os.PathLike, bundle: ClipBundle, train_cfg: dict
         raise ConfigError(f"{str(path)!r} is not a clip3d checkpoint (expected last.pt/best.pt from train)")
     if blob["model_name"] != bundle.name:
         raise ConfigError(f"checkpoint {str(path)!r} is of model {blob['model_name']!r}, not {bundle.name!r}")
-    cfg = dict(train_cfg or blob.get("config", {}).get("train", {}))
     if bundle.mode != blob["mode"]:
         bundle.mode = blob["mode"]
-        get_mode(blob["mode"]).apply(bundle, cfg)
+        recorded = blob.get("config", {}).get("train", {})
+        get_mode(blob["mode"]).apply(bundle, train_config(train_cfg if train_cfg is not None else recorded))
     if blob.get("pooling_name") and bundle.pooling is None:
         bundle.pooling = make_pooling(blob["pooling_name"], embed_dim(bundle)).to(bundle.device)
         bundle.info["pooling"] = blob["pooling_name"]

@@ -1,15 +1,16 @@
 """The training loop: seeded, resumable (last + best checkpoints), multi-view, DDP-aware.
 
-``train(bundle, train_items, val_items, cfg)`` trains in place per ``cfg["mode"]`` and returns a
-:class:`TrainResult`. A ``callback(event, metrics)`` receives per-step (``"step"``) and per-epoch
-(``"epoch"``) metrics; the Sacred layer turns them into ``log_scalar`` curves.
+``train(bundle, train_items, val_items, cfg)`` trains in place per ``cfg.mode`` (``cfg``: the
+``train`` section, a :class:`~models.TrainConfig`) and returns a :class:`TrainResult`. A
+``callback(event, metrics)`` receives per-step (``"step"``) and per-epoch (``"epoch"``) metrics; the
+Sacred layer turns them into ``log_scalar`` curves.
 """
 from __future__ import annotations
 
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +26,21 @@ from models import (
     ClipBundle,
     ConfigError,
     ShapeItem,
+    TrainConfig,
     clip_loss,
     count_params,
     encode_texts,
     encode_views,
     get_mode,
     make_pooling,
+    train_config,
 )
 from models.data import MultiViewDataset, TokenCache, collate, epoch_plan
 from models.features import apply_heads
 from models.modes import param_groups
 from models.pooling import LEARNED_POOLINGS
-from models.validate import validate_config
+from models.validate import validate_train
+from registries import as_dict
 
 from .checkpoints import embed_dim, load_checkpoint, save_checkpoint, trainable_modules
 from .distributed import allreduce_grads, dist_info, gather
@@ -97,9 +101,9 @@ class _Trainer:
         self.train_items, self.val_items = list(train_items), list(val_items)
         self.out_dir = Path(out_dir) if out_dir else None
         self.features_dir, self.render_config_id, self.progress = features_dir, render_config_id, progress
-        self.mode = get_mode(cfg.get("mode", "full"))
+        self.mode = get_mode(cfg.mode)
         self.rank, self.world = dist_info()
-        self.batch_size = int(cfg.get("batch_size", 32))
+        self.batch_size = int(cfg.batch_size)
         if self.mode.trains and self.batch_size * self.world > len(self.train_items):
             raise ConfigError(f"train.batch_size={self.batch_size} (x{self.world} processes) is larger than "
                               f"the train split ({len(self.train_items)} shapes); lower it")
@@ -177,23 +181,23 @@ class _Trainer:
         result = TrainResult(bundle=bundle, params=count_params(*trainable_modules(bundle).values()))
         if not self.mode.trains or not trainable:
             return result
-        lr = float(cfg.get("lr", 5e-4))
+        lr = float(cfg.lr)
         optimizer = torch.optim.AdamW(
-            param_groups(trainable, lr, float(cfg.get("weight_decay", 0.1)),
-                         float(cfg.get("backbone_lr_scale", 1.0)) if self.mode.name == "full" else 1.0),
+            param_groups(trainable, lr, float(cfg.weight_decay),
+                         float(cfg.backbone_lr_scale) if self.mode.name == "full" else 1.0),
             betas=(0.9, 0.98), eps=1e-6)
-        epochs = int(cfg.get("epochs", 10))
+        epochs = int(cfg.epochs)
         steps_per_epoch = len(epoch_plan(self.train_items, 0, self.seed, self.batch_size * self.world))
         total = epochs * steps_per_epoch
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, warmup_cosine(int(cfg.get("warmup_steps", 20)), total))
+            optimizer, warmup_cosine(int(cfg.warmup_steps), total))
         # step_log: the per-step curves, kept in the checkpoint so a resumed run re-logs them
         state = {"epoch": 0, "step_in_epoch": 0, "step": 0, "best_val": None, "bad_epochs": 0,
                  "history": [], "finished": False, "samples": 0, "seconds": 0.0,
                  "step_log": {name: [] for name in STEP_CURVES}}
         last_path = self.out_dir / "last.pt" if self.out_dir else None
         best_path = self.out_dir / "best.pt" if self.out_dir else None
-        if last_path is not None and cfg.get("resume", True) and last_path.is_file():
+        if last_path is not None and cfg.resume and last_path.is_file():
             blob = load_checkpoint(last_path, bundle)
             optimizer.load_state_dict(blob["optimizer"])
             scheduler.load_state_dict(blob["scheduler"])
@@ -213,14 +217,14 @@ class _Trainer:
         if dataset is not None:
             views = [v for it in self.train_items for v in it.views]
             dataset.load.warm(views, self.progress and self.rank == 0)
-        patience = cfg.get("patience")
-        grad_clip = cfg.get("grad_clip")
+        patience = cfg.patience
+        grad_clip = cfg.grad_clip
         writer = _tensorboard(cfg, self.out_dir) if self.rank == 0 else None
 
         def save(path, loop):
             if path is not None and self.rank == 0:
                 return save_checkpoint(path, bundle, optimizer, scheduler, loop=loop,
-                                       config={"train": dict(cfg)})
+                                       config={"train": as_dict(cfg)})
 
         if not state["history"] and self.val_items:  # epoch 0: the model as loaded, for comparison
             state["history"].append({"epoch": 0, "step": 0, **self.validate(cached_val)})
@@ -317,8 +321,8 @@ class _Trainer:
         return result
 
 
-def _tensorboard(cfg: dict, out_dir: Path | None):
-    if not cfg.get("tensorboard"):
+def _tensorboard(cfg: TrainConfig, out_dir: Path | None):
+    if not cfg.tensorboard:
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -351,19 +355,21 @@ def fit_attention_pooling(bundle: ClipBundle, items: Sequence[ShapeItem], steps:
     return losses
 
 
-def train(bundle: ClipBundle, train_items: Sequence[ShapeItem], val_items: Sequence[ShapeItem], cfg: dict,
+def train(bundle: ClipBundle, train_items: Sequence[ShapeItem], val_items: Sequence[ShapeItem],
+          cfg: TrainConfig | Mapping,
           callback: Callback | None = None, *, seed: int = 0, out_dir: str | os.PathLike | None = None,
           pooling: str = "mean", features_dir: str | os.PathLike | None = None,
           render_config_id: str | None = None, progress: bool = True) -> TrainResult:
-    """Train ``bundle`` in place in mode ``cfg["mode"]`` and return a :class:`TrainResult`.
+    """Train ``bundle`` in place in mode ``cfg.mode`` and return a :class:`TrainResult`.
 
-    cfg: the ``train`` config dict (mode, epochs, batch_size, lr, backbone_lr_scale, weight_decay,
-    warmup_steps, grad_clip, lora_rank, partial_blocks, patience, resume, tensorboard).
+    cfg: the ``train`` section (a mapping is converted once and must hold every key of
+    :class:`~models.TrainConfig`; its out and features_dir are the harness's, not read here).
     out_dir: where last.pt / best.pt go (None: no checkpoints). features_dir: the feature cache root
     (mode linear and learned pooling reuse tower outputs from it).
     """
-    validate_config({"name": bundle.name, "pooling": pooling}, cfg, n_train_shapes=len(train_items))
-    mode = get_mode(cfg.get("mode", "full"))
+    cfg = train_config(cfg)
+    validate_train(cfg, pooling, n_train_shapes=len(train_items))
+    mode = get_mode(cfg.mode)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if bundle.mode != mode.name:
@@ -380,7 +386,7 @@ def train(bundle: ClipBundle, train_items: Sequence[ShapeItem], val_items: Seque
                                                                   render_config_id=render_config_id)
             if out_dir is not None and dist_info()[0] == 0:
                 save_checkpoint(Path(out_dir) / "best.pt", bundle, loop={"finished": True},
-                                config={"train": dict(cfg)})
+                                config={"train": as_dict(cfg)})
     result.params = count_params(*trainable_modules(bundle).values())
     bundle.model.eval()
     return result

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from harness.experiment import ex
+
+if TYPE_CHECKING:
+    from harness.config import Config
 
 MAX_FAILURES_IN_INFO = 100  # run.info stays small on a badly broken dataset; the manifest has them all
 
@@ -81,23 +85,25 @@ def _sheet_views(n_views: int, n: int = 4) -> list[int]:
     return sorted({round(i * n_views / n) % n_views for i in range(n)}) if n_views else []
 
 
-def render_stage(cfg: dict, run=None, prepared=None) -> RenderStage:
-    """Render the dataset's shapes with ``cfg["render"]`` (resumable); with a Sacred ``run``, log
+def render_stage(cfg: Config | Mapping, run=None, prepared=None) -> RenderStage:
+    """Render the dataset's shapes with ``cfg.render`` (resumable); with a Sacred ``run``, log
     ``render.views_per_s`` (only when this run rendered something: a cache hit is not a speed), put
-    the summary in ``run.info["render"]`` and attach a contact sheet."""
-    from harness.config import validate_render
+    the summary in ``run.info["render"]`` and attach a contact sheet.
+
+    cfg: the Config (a mapping is converted once, keys and render section checked).
+    """
+    from harness.config import load_config
     from renderers import contact_sheet, read_manifest, render_batch
 
-    render_cfg = dict(cfg["render"])
-    validate_render(render_cfg)
+    cfg = load_config(cfg, check=False)
+    render = cfg.render
     if prepared is None:
         from harness.data import prepare
 
-        prepared = prepare(cfg["data"], cfg["seed"])
+        prepared = prepare(cfg.data, cfg.seed)
     jobs = render_jobs(prepared)
-    summary = render_batch(jobs, render_cfg["out"], render_cfg, shard=render_cfg.get("shard", "0/1"),
-                           scheduler=render_cfg.get("scheduler"), workers=render_cfg.get("workers"),
-                           progress=True)
+    summary = render_batch(jobs, render.out, render, shard=render.shard, scheduler=render.scheduler,
+                           workers=render.workers, progress=True)
     info = summary.as_dict()
     if not summary.views:
         del info["views_per_s"]  # nothing rendered: no figure rather than a false 0
@@ -111,7 +117,7 @@ def render_stage(cfg: dict, run=None, prepared=None) -> RenderStage:
         ok = [j.key for j in jobs if manifest.get(j.key, {}).get("status") == "ok"][:8]
         if ok:
             n_views = len(manifest[ok[0]]["views"])
-            shard = str(render_cfg.get("shard", "0/1")).replace("/", "of")
+            shard = str(render.shard).replace("/", "of")
             path = Path(summary.render_dir) / f"contact_sheet_{shard}.png"
             contact_sheet(summary.render_dir, ok, views=_sheet_views(n_views), size=128).save(path)
             run.add_artifact(str(path), name="render_contact_sheet.png")
@@ -121,6 +127,6 @@ def render_stage(cfg: dict, run=None, prepared=None) -> RenderStage:
 @ex.command
 def render(_config, _run):
     """Render every shape of the dataset into multi-view PNGs (resumable; failures are counted, not fatal)."""
-    from harness.config import resolve_render_size
+    from harness.config import load_config
 
-    return render_stage(resolve_render_size(dict(_config)), _run).summary
+    return render_stage(load_config(dict(_config), check=False), _run).summary

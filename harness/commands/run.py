@@ -1,20 +1,21 @@
 """The default command: render → train → evaluate, recorded as one run."""
-from harness.config import resolve
+from harness.config import load_config
 from harness.experiment import ex
+from registries import as_dict
 
 
-def run_stages(cfg: dict, run=None) -> dict:
+def run_stages(cfg, run=None) -> dict:
     """Prepare data, render what is missing, train in ``train.mode`` and evaluate; return the result."""
     from harness.commands.evaluate import evaluate_stage
     from harness.commands.render import render_stage
     from harness.commands.train import train_stage
     from harness.data import prepare
 
-    cfg = resolve(cfg)
-    prepared = prepare(cfg["data"], cfg["seed"])
-    renders = render_stage(cfg, run=run, prepared=prepared)
-    trained = train_stage(cfg, run=run, prepared=prepared, renders=renders)
-    return evaluate_stage(cfg, run=run, prepared=prepared, renders=renders, trained=trained)
+    config = load_config(cfg)  # validated and read once: typed, frozen sections for the stages
+    prepared = prepare(config.data, config.seed)
+    renders = render_stage(config, run=run, prepared=prepared)
+    trained = train_stage(config, run=run, prepared=prepared, renders=renders)
+    return evaluate_stage(as_dict(config), run=run, prepared=prepared, renders=renders, trained=trained)
 
 
 @ex.main

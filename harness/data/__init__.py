@@ -5,11 +5,13 @@ Public API: ``load_pix3d``, ``make_split``, ``build_captions``, ``caption_report
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 from . import captions
 from .captions import CaptionsError, build_captions, caption_report
+from .config import DataConfig
 from .pix3d import CATEGORIES, KNOWN_BAD_MASKS, Dataset, LoadReport, Photo, Pix3DError, Shape, load_pix3d
 from .splits import Split, SplitError, SplitLeakError, make_split
 
@@ -32,30 +34,33 @@ class Prepared(NamedTuple):
     captions: dict
 
 
-def prepare(data_cfg: dict, seed: int = 0, progress: bool = True) -> Prepared:
+def prepare(data_cfg: DataConfig | Mapping, seed: int = 0, progress: bool = True) -> Prepared:
     """Load (generating ``data.synth_preset`` first when ``data.root`` has no pix3d.json), split, caption.
 
-    data_cfg: the Sacred ``data`` dict (root, synth_preset, synth_seed, split, split_file, strict,
-    exclude_truncated, exclude_occluded, captions_file, captions_mode).
+    data_cfg: the ``data`` section (a mapping is converted once and must hold every key of
+    :class:`DataConfig`).
     """
-    root = Path(data_cfg["root"])
+    from harness.config import data_config
+
+    data = data_config(data_cfg)
+    root = Path(data.root)
     if not (root / "pix3d.json").is_file():
-        preset = data_cfg.get("synth_preset")
-        if not preset:
+        if not data.synth_preset:
             raise Pix3DError(f"{root}/pix3d.json not found and data.synth_preset is None: point data.root at "
                              "a Pix3D download or set data.synth_preset (tiny | small | pix3d)")
         from .synth import generate
-        generate(root, preset, int(data_cfg.get("synth_seed", 0)), progress=progress)
-    ds = load_pix3d(root, strict=data_cfg.get("strict", True),
-                    exclude_truncated=data_cfg.get("exclude_truncated", False),
-                    exclude_occluded=data_cfg.get("exclude_occluded", False))
-    split = make_split(ds, fractions=data_cfg.get("split"), seed=seed, split_file=data_cfg.get("split_file"))
-    caps = build_captions(ds, data_cfg.get("captions_file"), data_cfg.get("captions_mode", "extend"))
+        generate(root, data.synth_preset, int(data.synth_seed), progress=progress)
+    ds = load_pix3d(root, strict=data.strict, exclude_truncated=data.exclude_truncated,
+                    exclude_occluded=data.exclude_occluded)
+    fractions = dict(data.split) if data.split is not None else None
+    split = make_split(ds, fractions=fractions, seed=seed, split_file=data.split_file)
+    caps = build_captions(ds, data.captions_file, data.captions_mode)
     return Prepared(ds.root, ds, split, caps)
 
 
 __all__ = [
     "CATEGORIES", "KNOWN_BAD_MASKS", "Dataset", "LoadReport", "Photo", "Shape", "Pix3DError", "load_pix3d",
     "Split", "SplitError", "SplitLeakError", "make_split", "CaptionsError", "build_captions",
-    "caption_report", "captions", "synth", "PRESETS", "SynthError", "generate", "Prepared", "prepare",
+    "caption_report", "captions", "DataConfig", "synth", "PRESETS", "SynthError", "generate", "Prepared",
+    "prepare",
 ]
