@@ -23,6 +23,7 @@ import trainer
 from models.data import ImageCache, epoch_plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from config_fixtures import train_dict  # noqa: E402
 from models_fixtures import make_items  # noqa: E402
 
 torch.set_num_threads(2)
@@ -57,7 +58,8 @@ def _naive_linear_epochs(bundle, heads, items, epochs, batch, seed=0):
 def test_linear_cached_epochs_vs_reencoding(benchmark, tmp_path):
     n_shapes, n_views, epochs, batch = _sizes(benchmark)
     items = make_items(tmp_path / "v", n_shapes=n_shapes, n_views=n_views, size=64)
-    cfg = dict(mode="linear", epochs=epochs, batch_size=batch, lr=1e-3, warmup_steps=1)
+    # grad_clip None: no clipping, as when the loop read a missing key as None
+    cfg = train_dict(mode="linear", epochs=epochs, batch_size=batch, lr=1e-3, warmup_steps=1, grad_clip=None)
     feat = tmp_path / "feat"
     trainer.train(models.create_model("clip3d-tiny"), items, [], dict(cfg, epochs=1), features_dir=feat,
                  progress=False)  # fills the cache once, as the first run of a sweep does
@@ -116,7 +118,7 @@ def test_full_step_vs_plain_open_clip(benchmark, tmp_path):
         batch = int(os.environ.get("CLIP3D_BENCH_BATCH", 128))
         n_shapes = 4 * batch
     items = make_items(tmp_path / "v", n_shapes=n_shapes, n_views=n_views, size=64)
-    cfg = dict(mode="full", epochs=epochs, batch_size=batch, lr=5e-4, warmup_steps=2, grad_clip=1.0)
+    cfg = train_dict(mode="full", epochs=epochs, batch_size=batch, lr=5e-4, warmup_steps=2, grad_clip=1.0)
     steps_per_epoch = len(epoch_plan(items, 0, 0, batch))
     ref_bundle = models.create_model(FULL_MODEL, device=DEVICE)
     load = ImageCache(ref_bundle.preprocess)

@@ -140,3 +140,95 @@ def test_quickstart_reads_updates_like_sacreds_command_line(text, value):
     from harness.quickstart import _literal
 
     assert _literal(text) == value
+
+
+# -- the config read once: typed, frozen sections ------------------------------------------------
+
+
+def test_config_is_typed_frozen_and_round_trips(cfg):
+    import dataclasses
+
+    from harness.config import Config, load_config
+    from models import TrainConfig
+    from registries import as_dict
+
+    config = load_config(cfg)
+    assert isinstance(config, Config) and isinstance(config.train, TrainConfig)
+    assert config.train.lr == cfg["train"]["lr"] and config.render.size == 64  # the model's size
+    assert config.render.background == (1.0, 1.0, 1.0)  # lists become tuples
+    assert load_config(config) is config  # idempotent: converted once
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.train.lr = 1.0
+    with pytest.raises(TypeError):
+        config.data.split["train"] = 0.5  # nested dicts are read-only
+    with pytest.raises(TypeError):
+        config.eval["captioner"]["epochs"] = 1
+    assert as_dict(config) == resolve(copy.deepcopy(cfg))  # the plain config dict, to the value
+
+
+def test_a_missing_key_names_it_and_where_configs_come_from(cfg):
+    from harness.config import load_config
+
+    del cfg["render"]["msaa"]
+    with pytest.raises(ConfigError, match=r"^missing config key render\.msaa; configs come from "
+                                          r"harness\.experiment's defaults"):
+        load_config(cfg)
+
+
+@pytest.mark.parametrize("key, message", [
+    ("train.epohcs", "unknown config key train.epohcs; train has: mode, epochs, batch_size, lr, "),
+    ("trian", "unknown config key trian; the config has: seed, data, render, model, train, eval, store"),
+])
+def test_an_unknown_key_is_an_error_naming_the_keys(cfg, key, message):
+    from harness.config import load_config
+
+    section, _, name = key.rpartition(".")
+    (cfg[section] if section else cfg)[name] = 3
+    with pytest.raises(ConfigError) as err:
+        resolve(cfg)  # what every command checks before its run starts
+    assert str(err.value).startswith(message)
+    with pytest.raises(ConfigError):
+        load_config(cfg)
+
+
+def test_an_unknown_key_on_the_command_line_fails_before_any_work(tmp_path):
+    out = subprocess.run([PYTHON, "-m", "harness", "train", "with", "tiny", "train.epohcs=3",
+                          f"store.spool={tmp_path / 'spool'}", f"data.root={tmp_path / 'data'}"],
+                         capture_output=True, text=True, env=python_env(HARNESS_STORE_DIR=tmp_path / "store"),
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith("error: unknown config key train.epohcs; train has: mode, epochs,")
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "spool").exists()  # nothing done or recorded
+
+
+def _run_key_from_the_dict(cfg: dict, weights: str, renders_id, split_id, world: int = 1) -> str:
+    """harness.commands.train.run_key as it was while the config travelled as a dict."""
+    import hashlib
+    import json
+
+    train_cfg = {k: v for k, v in sorted(cfg["train"].items())
+                 if k not in ("out", "resume", "tensorboard", "features_dir")}
+    ident = {"model": cfg["model"]["name"], "pretrained": cfg["model"].get("pretrained"),
+             "weights": weights, "pooling": cfg["model"].get("pooling"), "train": train_cfg,
+             "render": renders_id, "split": split_id, "seed": cfg.get("seed", 0), "world": world}
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    safe = str(cfg["model"]["name"]).replace("/", "_").replace(":", "_")
+    return f"{safe}-{cfg['train']['mode']}-{digest}"
+
+
+@pytest.mark.parametrize("updates", [{}, {"train": {"mode": "linear", "patience": 3, "lr": 1e-3}, "seed": 7}])
+def test_checkpoint_run_key_is_unchanged(cfg, updates):
+    """Existing checkpoints stay reused: the typed config hashes to the key the dict gave."""
+    import harness.commands  # noqa: F401  (registers the commands)
+    from harness.commands.train import run_key
+    from harness.config import load_config
+
+    for name, values in updates.items():
+        cfg[name] = {**cfg[name], **values} if isinstance(values, dict) else values
+    resolved = resolve(copy.deepcopy(cfg))
+    for world in (1, 2):
+        assert (run_key(load_config(cfg), "abc123", "fp16", "split1", world)
+                == _run_key_from_the_dict(resolved, "abc123", "fp16", "split1", world))

@@ -3,6 +3,7 @@ import time
 
 import pytest
 import torch
+from config_fixtures import default_config
 
 import models
 from models.loss import clip_loss, positive_mask
@@ -47,7 +48,7 @@ def test_offline_download_fails_fast_with_local_file_hint(monkeypatch):
         models.create_model("ViT-B-32", "openai")
     assert time.perf_counter() - start < 5  # the spec says < 1 s; margin for a loaded CI box
     with pytest.raises(models.WeightsUnavailableError, match="hub is unreachable"):  # config check, no build
-        models.validate_config({"name": "ViT-B-32", "pretrained": "openai"}, {"mode": "none"})
+        models.validate_config(*_sections({"name": "ViT-B-32", "pretrained": "openai"}, {"mode": "none"}))
 
 
 def test_local_weights_file_roundtrip_and_mismatch(tmp_path, tiny):
@@ -150,14 +151,31 @@ def test_feature_cache_reused_and_keyed_by_weights_and_render_id(tmp_path, tiny)
     ({"name": "ViT-B-32", "pretrained": "bogus"}, {"mode": "full"}, None, "unknown model.pretrained='bogus'"),
 ])
 def test_validate_config_errors(model_cfg, train_cfg, n, text):
+    model, train = _sections(model_cfg, train_cfg)
     with pytest.raises(models.ConfigError if "model.name" not in text and "pretrained" not in text
                        else models.ModelsError, match=text):
-        models.validate_config(model_cfg, train_cfg, n_train_shapes=n)
+        models.validate_config(model, train, n_train_shapes=n)
+
+
+def _sections(model_cfg: dict, train_cfg: dict):
+    """ModelConfig and TrainConfig: harness.experiment's defaults with these values."""
+    cfg = default_config(model=model_cfg, train=train_cfg)
+    return models.model_config(cfg["model"]), models.train_config(cfg["train"])
 
 
 def test_validate_config_accepts_defaults():
-    models.validate_config({"name": "clip3d-tiny", "pooling": "attention", "device": "auto"},
-                           {"mode": "lora", "lr": 5e-4, "batch_size": 32}, n_train_shapes=70)
+    models.validate_config(*_sections({"name": "clip3d-tiny", "pooling": "attention", "device": "auto"},
+                                      {"mode": "lora", "lr": 5e-4, "batch_size": 32}), n_train_shapes=70)
+
+
+def test_sections_need_every_key_and_no_other():
+    """A partial section names the missing key and where configs come from; a typo names the keys."""
+    with pytest.raises(models.ConfigError, match=r"missing config key train\.lr; configs come from "
+                                                 r"harness\.experiment's defaults"):
+        models.train_config({k: v for k, v in default_config()["train"].items() if k != "lr"})
+    with pytest.raises(models.ConfigError, match=r"^unknown config key train\.epohcs; train has: mode, "
+                                                 r"epochs, batch_size, .*, features_dir$"):
+        models.train_config({**default_config()["train"], "epohcs": 3})
 
 
 def test_linear_probe_picks_c_on_val():

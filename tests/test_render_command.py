@@ -3,6 +3,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from config_fixtures import default_config
 from render_fixtures import chair_like_obj, cube_obj, write
 
 import harness.data
@@ -31,9 +32,9 @@ class FakeRun:
 
 
 def _cfg(tmp_path, **render):
-    return {"seed": 0, "data": {}, "render": {"out": str(tmp_path / "renders"), "rig": "ring8", "size": 48,
-                                              "background": [1.0, 1.0, 1.0], "msaa": 2, "shard": "0/1",
-                                              "workers": 1, "scheduler": None, **render}}
+    return default_config(render={"out": str(tmp_path / "renders"), "rig": "ring8", "size": 48,
+                                  "background": [1.0, 1.0, 1.0], "msaa": 2, "shard": "0/1", "workers": 1,
+                                  "scheduler": None, **render})
 
 
 def test_render_stage_records_throughput_failures_and_sheet(tmp_path):

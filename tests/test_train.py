@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from config_fixtures import train_dict
 
 import models
 import trainer
@@ -15,8 +16,8 @@ from trainer import StopTraining, trainable_state
 
 torch.set_num_threads(2)
 ROOT = Path(__file__).resolve().parents[1]
-CFG = dict(epochs=3, batch_size=8, lr=2e-3, warmup_steps=2, weight_decay=0.0, grad_clip=1.0, lora_rank=4,
-           partial_blocks=1)
+CFG = train_dict(epochs=3, batch_size=8, lr=2e-3, warmup_steps=2, weight_decay=0.0, grad_clip=1.0,
+                 lora_rank=4, partial_blocks=1)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_mode_trains_val_loss_falls_and_frozen_weights_untouched(mode, items, tm
 def test_mode_none_trains_nothing(items):
     bundle = models.create_model("clip3d-tiny")
     sha = models.state_sha256(bundle.model)
-    result = trainer.train(bundle, *items, {"mode": "none"}, progress=False)
+    result = trainer.train(bundle, *items, dict(CFG, mode="none"), progress=False)
     assert result.params["trainable"] == 0 and result.steps == 0 and result.history == []
     assert models.state_sha256(bundle.model) == sha
 
@@ -153,12 +154,13 @@ sys.path.insert(0, {tests!r})
 torch.set_num_threads(1)
 import models
 import trainer
+from config_fixtures import train_dict
 from models_fixtures import make_items
 rank, world = trainer.init_distributed("cpu")
 items = make_items({views!r} + str(rank), n_shapes=12, n_views=2)  # keys equal, files per rank
 bundle = models.create_model("clip3d-tiny")
-result = trainer.train(bundle, items[:8], items[8:], dict(mode="full", epochs=1, batch_size=2, lr=1e-3,
-                      warmup_steps=1), out_dir={out!r}, progress=False)
+result = trainer.train(bundle, items[:8], items[8:], train_dict(mode="full", epochs=1, batch_size=2, lr=1e-3,
+                      warmup_steps=1, grad_clip=None), out_dir={out!r}, progress=False)
 print(f"rank{{rank}}/{{world}} steps={{result.steps}} sha={{models.state_sha256(bundle.model)}}", flush=True)
 """
 

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from config_fixtures import default_config
 
 import models
 from harness.commands import train as train_cmd
@@ -49,12 +50,12 @@ def staged(tmp_path_factory):
 
 
 def _cfg(root, **train):
-    return {"seed": 0, "data": {}, "render": {},
-            "model": {"name": "clip3d-tiny", "pretrained": None, "pooling": "mean", "device": "cpu"},
-            "train": {"mode": "linear", "epochs": 2, "batch_size": 7, "lr": 1e-3, "backbone_lr_scale": 1.0,
-                      "weight_decay": 0.0, "warmup_steps": 1, "grad_clip": 1.0, "lora_rank": 4,
-                      "partial_blocks": 1, "patience": None, "num_workers": 0, "out": str(root / "ck"),
-                      "resume": True, "tensorboard": False, "features_dir": str(root / "feat"), **train}}
+    return default_config(
+        model={"name": "clip3d-tiny", "pretrained": None, "pooling": "mean", "device": "cpu"},
+        train={"mode": "linear", "epochs": 2, "batch_size": 7, "lr": 1e-3, "backbone_lr_scale": 1.0,
+               "weight_decay": 0.0, "warmup_steps": 1, "grad_clip": 1.0, "lora_rank": 4, "partial_blocks": 1,
+               "patience": None, "out": str(root / "ck"), "resume": True, "tensorboard": False,
+               "features_dir": str(root / "feat"), **train})
 
 
 def test_linear_stage_logs_curves_params_and_probe(staged):
