@@ -83,16 +83,13 @@ def check_config(run) -> None:
     command = console.command_name(run)
     if command not in CHECKED_COMMANDS or run.queue_only:
         return
-    from harness.config import resolve, resolve_render_size, validate_render
+    from harness.config import load_config
 
     cfg = dict(run.config)
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # the command itself warns (e.g. about render.size), once
     try:
-        if command == "render":
-            validate_render(dict(resolve_render_size(cfg, warn=False)["render"]))
-        else:
-            resolve(cfg)
+        load_config(cfg, check=command != "render")  # render: keys and the render section
     except Exception as exc:
         if console.input_error(exc):
             raise
