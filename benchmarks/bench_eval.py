@@ -278,7 +278,7 @@ def test_captioning_step_vs_before(benchmark):
     from harness.experiment import ex
     from harness.metrics import bootstrap_ci
     from harness.metrics.captioning import caption_scores_many, jvm_pool
-    from models.captioner import cached_captioner
+    from models.captioner_training import cached_captioner
 
     data = pix3d_captioning_problem()
     (_, train_emb, train_caps), (test_keys, test_emb, test_caps) = data["train"], data["test"]

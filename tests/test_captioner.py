@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from models.captioner import PrefixCaptioner, RetrievalCaptioner, Vocab, train_captioner, words
+from models.captioner import PrefixCaptioner, RetrievalCaptioner, Vocab, words
+from models.captioner_training import train_captioner
 from models.errors import ConfigError
 
 CATEGORIES = ["chair", "table", "sofa", "bed", "desk", "lamp"]
@@ -201,7 +202,7 @@ CACHE_CFG = dict(epochs=2, batch_size=16, lr=2e-3, patience=None, val_fraction=0
 
 
 def test_captioner_cache_key_covers_every_input():
-    from models.captioner import captioner_key
+    from models.captioner_training import captioner_key
 
     emb, caps, _ = clustered(2, seed=1)
     base = captioner_key(emb, caps, CACHE_CFG, 0)
@@ -228,7 +229,7 @@ def test_captioner_cache_key_covers_every_input():
 
 
 def test_cached_captioner_hit_miss_and_damaged_file(tmp_path, monkeypatch):
-    import models.captioner as cap
+    import models.captioner_training as cap
 
     emb, caps, _ = clustered(2, seed=1)
     model, hit = cap.cached_captioner(emb, caps, tmp_path, seed=0, **CACHE_CFG)

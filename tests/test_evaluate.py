@@ -231,7 +231,7 @@ def test_same_model_evaluated_again_never_retrains_its_captioner(setup, monkeypa
     """The captioner cache under the features dir: a hit on the same model, a miss on other weights."""
     import torch
 
-    import models.captioner as cap
+    import models.captioner_training as cap
     from harness.commands import evaluate as ev
     from harness.commands.train import TrainStage
 

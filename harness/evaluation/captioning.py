@@ -81,7 +81,7 @@ class CaptioningJob:
     def _train(self, train_emb, captions, cache_dir, train_cfg) -> None:
         t = time.perf_counter()
         try:
-            from models.captioner import cached_captioner
+            from models.captioner_training import cached_captioner
 
             self.model, self.hit = cached_captioner(train_emb, captions, cache_dir, seed=self.ctx.seed,
                                                     **train_cfg)
