@@ -3,9 +3,9 @@
 Every check raises ConfigError naming the key, the value and what is allowed, so a typo on the
 command line (a bad value, or an unknown key such as ``train.epohcs``) costs a second, not a render
 or a training run. :func:`load_config` turns the checked Sacred config into a :class:`Config` of
-frozen sections (``DataConfig``, ``RenderConfig``, ``ModelConfig``, ``TrainConfig``,
-``StoreConfig``), each declared by the layer that reads it, without defaults: every default lives
-in harness/experiment.py.
+frozen sections (``DataConfig``, ``RenderConfig``, ``ModelConfig``, ``TrainConfig``, ``EvalConfig``
+with its ``CaptionerConfig``, ``StoreConfig``), each declared by the layer that reads it, without
+defaults: every default lives in harness/experiment.py.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from harness.data.config import DataConfig
+from harness.evaluation.config import EvalConfig
 from harness.tracking import StoreConfig
 from models.config import ModelConfig, TrainConfig
 from models.errors import ConfigError  # one exception type for every config error
@@ -34,7 +35,7 @@ class Config:
     render: RenderConfig
     model: ModelConfig
     train: TrainConfig
-    eval: Mapping  # read-only; the evaluate stage reads it
+    eval: EvalConfig
     store: StoreConfig
 
 
@@ -110,6 +111,9 @@ def validate_eval(ev: dict) -> None:
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
         raise ConfigError(f"eval.bootstrap={ev.get('bootstrap')!r} must be an integer >= 0 (0: no CIs)")
     choose("eval.split", ev.get("split"), ["test", "val"], ConfigError)
+    from harness.evaluation.captioning import captioning_decision
+
+    captioning_decision(ev.get("captioning"), reevaluation=False)  # a bad value fails here, before work
 
 
 def resolve_render_size(cfg: dict, warn: bool = True) -> dict:

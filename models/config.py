@@ -12,7 +12,7 @@ from registries import section
 
 from .errors import ConfigError
 
-__all__ = ["ModelConfig", "TrainConfig", "model_config", "train_config"]
+__all__ = ["CaptionerConfig", "ModelConfig", "TrainConfig", "model_config", "train_config"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,29 @@ class TrainConfig:
     resume: bool
     tensorboard: bool
     features_dir: str
+
+
+@dataclass(frozen=True)
+class CaptionerConfig:
+    """The generative captioner of an evaluation (``eval.captioner``; meanings: harness/experiment.py).
+
+    ``beam_size`` is for generation and ``cache`` says whether trained captioners are kept; every other
+    field is a keyword of ``models.captioner_training.train_captioner``."""
+
+    epochs: int
+    beam_size: int
+    d_model: int
+    layers: int
+    prefix_len: int
+    lr: float
+    batch_size: int
+    dropout: float
+    patience: int | None
+    val_fraction: float
+    decay_fraction: float
+    length_groups: int
+    threads: int | None
+    cache: bool
 
 
 def model_config(cfg: ModelConfig | Mapping) -> ModelConfig:

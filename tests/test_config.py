@@ -1,5 +1,6 @@
 """The Sacred config scope, named configs and validation before heavy work."""
 import copy
+import logging
 import subprocess
 
 import pytest
@@ -58,6 +59,8 @@ def test_render_size_defaults_to_the_models_input_size(cfg, model, size, caplog)
 
 
 def test_explicit_render_size_is_kept_with_one_warning(cfg, caplog):
+    # (the logger's own level: an earlier Sacred run with --loglevel ERROR leaves the root at ERROR)
+    caplog.set_level(logging.WARNING, logger="harness")
     cfg["model"]["name"], cfg["render"]["size"] = "ViT-B-32", 64
     assert resolve_render_size(cfg)["render"]["size"] == 64
     (record,) = caplog.records

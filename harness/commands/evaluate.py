@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.evaluation import CaptioningJob, EvalContext, attach_artifacts, captioning_decision, photo_block
 from harness.evaluation.context import torch_threads
 from harness.experiment import ex
 
+if TYPE_CHECKING:
+    from harness.config import Config
+
 log = logging.getLogger("harness.evaluate")
 
 
-def evaluate_stage(cfg: dict, prepared, renders, trained=None, run=None, reevaluation: bool = False) -> dict:
+def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=None,
+                   reevaluation: bool = False) -> dict:
     """Evaluate on ``eval.split`` and return the run record's ``result`` (plain Python types).
 
+    ``cfg``: the run's Config (a mapping is checked and converted once, ``harness.config.load_config``).
     ``prepared`` (``harness.data.prepare``) and ``renders`` (the render stage's) are this run's data;
     ``trained`` (the train stage's) is the model to evaluate, else it is created as loaded or from
     ``eval.checkpoint``. With a Sacred ``run``: timings as metrics, per-shape scores in
@@ -36,28 +43,29 @@ def evaluate_stage(cfg: dict, prepared, renders, trained=None, run=None, reevalu
 
     import models
     from harness.commands.render import shape_items
+    from harness.config import load_config
     from harness.metrics import java_executable, per_shape_record, retrieval_block, retrieval_ranks
     from harness.metrics.provenance import plain
 
-    ev = cfg["eval"]
-    do_caption, caption_status = captioning_decision(ev["captioning"], reevaluation)
+    cfg = load_config(cfg)
+    ev = cfg.eval
+    do_caption, caption_status = captioning_decision(ev.captioning, reevaluation)
     if do_caption:
         java_executable()  # missing Java fails here, before any encoding or training
     elif reevaluation:
         log.info("evaluate: captioning %s", caption_status)
     start = time.perf_counter()
     bundle, checkpoint = _bundle(cfg, trained)
-    if bundle.pooling is None and cfg["model"]["pooling"] not in ("mean", None):
-        bundle.pooling = models.make_pooling(cfg["model"]["pooling"], _embed_dim(bundle)).to(bundle.device)
-    items = shape_items(prepared, renders.render_dir, getattr(prepared.split, ev["split"]))
+    if bundle.pooling is None and cfg.model.pooling not in ("mean", None):
+        bundle.pooling = models.make_pooling(cfg.model.pooling, _embed_dim(bundle)).to(bundle.device)
+    items = shape_items(prepared, renders.render_dir, getattr(prepared.split, ev.split))
     if not items:
-        raise models.ConfigError(f"eval.split={ev['split']!r} has no rendered shapes with captions under "
+        raise models.ConfigError(f"eval.split={ev.split!r} has no rendered shapes with captions under "
                                  f"{renders.render_dir}; render first or check the split")
     ctx = EvalContext(bundle=bundle, prepared=prepared, render_dir=renders.render_dir,
-                      render_config_id=renders.config_id, features_dir=Path(cfg["train"]["features_dir"]),
+                      render_config_id=renders.config_id, features_dir=Path(cfg.train.features_dir),
                       items=items, category_of={s.key: s.category for s in prepared.dataset.shapes},
-                      ks=tuple(int(k) for k in ev["ks"]), resamples=int(ev["bootstrap"]),
-                      seed=int(cfg["seed"]))
+                      ks=tuple(int(k) for k in ev.ks), resamples=int(ev.bootstrap), seed=int(cfg.seed))
     keys = ctx.keys
 
     encode_stats: dict = {}
@@ -73,18 +81,18 @@ def evaluate_stage(cfg: dict, prepared, renders, trained=None, run=None, reevalu
     counts = {"shapes": len(keys), "texts": len(texts), "views": sum(len(it.views) for it in items)}
     captioner = None
     if do_caption:  # the captioner's inputs now; it trains in a thread while photo→shape runs
-        captioner = CaptioningJob(ctx, ev["captioner"])
+        captioner = CaptioningJob(ctx, ev.captioner)
         captioner.start()
     photo_stats: dict = {}
     try:
         with torch_threads(1 if captioner is not None and captioner.running and ctx.on_cpu else None):
             with ctx.timed("retrieval"):
                 ranks = retrieval_ranks(shape_emb, text_emb, keys, text_shape, text_strings=texts,
-                                        same_caption_match=bool(ev["same_caption_match"]))
+                                        same_caption_match=bool(ev.same_caption_match))
                 block = retrieval_block(ranks, ctx.ks, ctx.resamples, ctx.seed, ctx.category_of)
-            if ev["photo2shape"]:
+            if ev.photo2shape:
                 with ctx.timed("photo2shape"):
-                    photos, counts["photos"] = photo_block(ctx, shape_emb, bool(ev["photo_mask"]),
+                    photos, counts["photos"] = photo_block(ctx, shape_emb, bool(ev.photo_mask),
                                                            photo_stats)
                 block.merge(photos)
         if captioner is not None and captioner.running:
@@ -160,16 +168,16 @@ def _provenance(cfg, prepared, renders, bundle, checkpoint) -> dict:
     return {
         "dataset_fingerprint": prepared.dataset.fingerprint,
         "split": prepared.split.split_id,
-        "eval_split": cfg["eval"]["split"],
+        "eval_split": cfg.eval.split,
         "render_config_id": renders.config_id,
         "renders_fingerprint": renders.fingerprint,
-        "render_size": cfg["render"]["size"], "model_input_size": bundle.image_size,
+        "render_size": cfg.render.size, "model_input_size": bundle.image_size,
         "model": bundle.name, "pretrained": bundle.pretrained, "weights_sha256": bundle.weights_sha256,
-        "train_mode": bundle.mode or cfg["train"]["mode"],
-        "pooling": cfg["model"]["pooling"],
+        "train_mode": bundle.mode or cfg.train.mode,
+        "pooling": cfg.model.pooling,
         "checkpoint": checkpoint, "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
         "metric_impl": metric_impl(), "packages": package_versions(),
-        "git_commit": git_commit(Path(__file__).resolve().parent), "seed": cfg["seed"],
+        "git_commit": git_commit(Path(__file__).resolve().parent), "seed": cfg.seed,
     }
 
 
@@ -177,12 +185,11 @@ def _bundle(cfg, trained):
     """The model to evaluate: the trained bundle, else the model as loaded (+ ``eval.checkpoint``)."""
     import models
 
-    checkpoint = cfg["eval"]["checkpoint"]
+    checkpoint = cfg.eval.checkpoint
     if trained is not None and not checkpoint:
         return trained.bundle, trained.checkpoint
-    device = models.resolve_device(cfg["model"]["device"])
-    bundle = models.create_model(cfg["model"]["name"], cfg["model"]["pretrained"], device=device,
-                                 seed=cfg["seed"])
+    device = models.resolve_device(cfg.model.device)
+    bundle = models.create_model(cfg.model.name, cfg.model.pretrained, device=device, seed=cfg.seed)
     if checkpoint:
         from trainer import load_checkpoint
 
@@ -206,9 +213,9 @@ def _embed_dim(bundle) -> int:
 def evaluate(_config, _run):
     """Evaluate ``model.name`` (``eval.checkpoint``, or as loaded: untrained / zero-shot) on eval.split."""
     from harness.commands.render import render_stage
-    from harness.config import resolve
+    from harness.config import load_config
     from harness.data import prepare
 
-    cfg = resolve(dict(_config))
-    prepared = prepare(cfg["data"], cfg["seed"])
+    cfg = load_config(dict(_config))
+    prepared = prepare(cfg.data, cfg.seed)
     return evaluate_stage(cfg, prepared, render_stage(cfg, run=_run, prepared=prepared), run=_run)

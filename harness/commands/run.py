@@ -1,7 +1,6 @@
 """The default command: render → train → evaluate, recorded as one run."""
 from harness.config import load_config
 from harness.experiment import ex
-from registries import as_dict
 
 
 def run_stages(cfg, run=None) -> dict:
@@ -15,7 +14,7 @@ def run_stages(cfg, run=None) -> dict:
     prepared = prepare(config.data, config.seed)
     renders = render_stage(config, run=run, prepared=prepared)
     trained = train_stage(config, run=run, prepared=prepared, renders=renders)
-    return evaluate_stage(as_dict(config), run=run, prepared=prepared, renders=renders, trained=trained)
+    return evaluate_stage(config, prepared, renders, trained=trained, run=run)
 
 
 @ex.main

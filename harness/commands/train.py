@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.commands.render import shape_items
 from harness.experiment import ex
 
 if TYPE_CHECKING:
@@ -55,15 +56,6 @@ def run_key(cfg: Config, weights_sha256: str, renders_id: str | None, split_id: 
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
     safe = str(cfg.model.name).replace("/", "_").replace(":", "_")
     return f"{safe}-{cfg.train.mode}-{digest}"
-
-
-def shape_items(prepared, render_dir: str, keys) -> list:
-    """ShapeItems of ``keys`` with usable renders (failed, missing or stale renders are skipped)."""
-    from harness.commands.render import usable_views
-    from models import make_items
-
-    categories = {s.key: s.category for s in prepared.dataset.shapes}
-    return make_items(list(keys), usable_views(prepared, render_dir), prepared.captions, categories)
 
 
 def _log_callback(run):

@@ -6,9 +6,10 @@
 (no torch); the photo records and crops are ``harness.data.photos``.
 """
 from .captioning import CAPTIONING_CHOICES, CaptioningJob, captioning_decision
+from .config import EvalConfig
 from .context import EvalContext
 from .photos import encode_photos, photo_block
 from .report import attach_artifacts
 
-__all__ = ["CAPTIONING_CHOICES", "CaptioningJob", "EvalContext", "attach_artifacts", "captioning_decision",
-           "encode_photos", "photo_block"]
+__all__ = ["CAPTIONING_CHOICES", "CaptioningJob", "EvalConfig", "EvalContext", "attach_artifacts",
+           "captioning_decision", "encode_photos", "photo_block"]

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from harness.metrics import Block, caption_block
+from models.config import CaptionerConfig
+from registries import as_dict
 
 from .context import EvalContext, torch_threads
 
@@ -44,11 +46,11 @@ class CaptioningJob:
     with the process's JVMs (``captioning_score``). ``captioning`` is the sum of these steps (its
     training overlaps photo → shape, so the steps add up to more than ``eval_seconds``).
 
-    ``config``: the ``eval.captioner`` section (every key; defaults live in harness/experiment.py).
+    ``config``: the ``eval.captioner`` section (``models.config.CaptionerConfig``).
     """
 
-    def __init__(self, ctx: EvalContext, config):
-        self.ctx, self.config = ctx, dict(config)
+    def __init__(self, ctx: EvalContext, config: CaptionerConfig):
+        self.ctx, self.config = ctx, config
         self.thread, self.error, self.model, self.hit, self.running = None, None, None, False, False
 
     def start(self) -> None:
@@ -69,9 +71,9 @@ class CaptioningJob:
                                          cache_dir=ctx.features_dir,
                                          render_config_id=ctx.render_config_id).numpy()
         ctx.timings["captioning_encode"] = time.perf_counter() - t
-        train_cfg = dict(self.config)
-        self.beam = int(train_cfg.pop("beam_size"))
-        cache_dir = Path(ctx.features_dir) / "captioners" if train_cfg.pop("cache") else None
+        train_cfg = {k: v for k, v in as_dict(self.config).items() if k not in ("beam_size", "cache")}
+        self.beam = self.config.beam_size
+        cache_dir = Path(ctx.features_dir) / "captioners" if self.config.cache else None
         captions = [list(it.captions) for it in self.train_items]
         self.thread = threading.Thread(target=self._train, args=(train_emb, captions, cache_dir, train_cfg),
                                        name="captioner", daemon=True)
