@@ -85,7 +85,7 @@ def _sheet_views(n_views: int, n: int = 4) -> list[int]:
     return sorted({round(i * n_views / n) % n_views for i in range(n)}) if n_views else []
 
 
-def render_stage(cfg: Config | Mapping, run=None, prepared=None) -> RenderStage:
+def render_stage(cfg: Config | Mapping, run=None, *, prepared) -> RenderStage:
     """Render the dataset's shapes with ``cfg.render`` (resumable); with a Sacred ``run``, log
     ``render.views_per_s`` (only when this run rendered something: a cache hit is not a speed), put
     the summary in ``run.info["render"]`` and attach a contact sheet.
@@ -97,10 +97,6 @@ def render_stage(cfg: Config | Mapping, run=None, prepared=None) -> RenderStage:
 
     cfg = load_config(cfg, check=False)
     render = cfg.render
-    if prepared is None:
-        from harness.data import prepare
-
-        prepared = prepare(cfg.data, cfg.seed)
     jobs = render_jobs(prepared)
     summary = render_batch(jobs, render.out, render, shard=render.shard, scheduler=render.scheduler,
                            workers=render.workers, progress=True)
@@ -128,5 +124,7 @@ def render_stage(cfg: Config | Mapping, run=None, prepared=None) -> RenderStage:
 def render(_config, _run):
     """Render every shape of the dataset into multi-view PNGs (resumable; failures are counted, not fatal)."""
     from harness.config import load_config
+    from harness.data import prepare
 
-    return render_stage(load_config(dict(_config), check=False), _run).summary
+    cfg = load_config(dict(_config), check=False)
+    return render_stage(cfg, _run, prepared=prepare(cfg.data, cfg.seed)).summary
