@@ -14,8 +14,10 @@
 Under ``--benchmark-disable`` every size shrinks so the file passes as a quick test.
 """
 import random
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,36 +209,14 @@ def reference_train_captioner(image_emb, captions, epochs=30, batch_size=64, lr=
 
 def reference_beam(model, emb, beam: int) -> list[str]:
     """Beam search one shape at a time, as before issue 17 (the batched search must equal it)."""
-    import math
-
     import torch
-    import torch.nn.functional as F
 
-    out = []
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from captioner_fixtures import per_shape_beam
+
+    rows = torch.as_tensor(emb, dtype=torch.float32)
     with torch.no_grad():
-        for row in torch.as_tensor(emb, dtype=torch.float32):
-            e = row[None]
-            beams, finished = [([1], 0.0)], []
-            for _ in range(model.max_len - 1):
-                seqs = torch.tensor([s for s, _ in beams])
-                logp = F.log_softmax(model(e.expand(len(beams), -1), seqs)[:, -1], dim=-1)
-                logp[:, 0] = -math.inf
-                cand = []
-                for (seq, score), lp in zip(beams, logp, strict=True):
-                    top = torch.topk(lp, beam)
-                    cand += [(seq + [int(i)], score + float(v))
-                             for v, i in zip(top.values, top.indices, strict=True)]
-                cand.sort(key=lambda c: (-c[1], c[0]))
-                beams = []
-                for seq, score in cand:
-                    (finished if seq[-1] == 2 else beams).append((seq, score))
-                    if len(beams) == beam:
-                        break
-                if len(finished) >= beam or not beams:
-                    break
-            finished += beams
-            out.append(model.vocab.decode(max(finished, key=lambda c: c[1])[0][1:]))
-    return out
+        return [per_shape_beam(model, rows[i:i + 1], beam, model.max_len - 1) for i in range(len(rows))]
 
 
 def reference_scores(prediction_sets: dict, references: dict) -> dict:

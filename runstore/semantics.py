@@ -206,41 +206,28 @@ def _path_tree(paths) -> dict:
     return tree
 
 
-def _include(doc: dict, tree: dict) -> dict:
+def _select(doc: dict, tree: dict, include: bool) -> dict:
+    """The fields of ``doc`` that the path ``tree`` keeps: its paths (``include``) or all but them."""
     out = {}
     for key, value in doc.items():  # the document's field order, as MongoDB keeps it
         sub = tree.get(key)
-        if sub is None:
-            continue
-        if sub is True:
-            out[key] = copy_document(value)
+        if sub is True or sub is None:  # a leaf of the tree, or a field it does not name
+            if (sub is True) == include:
+                out[key] = copy_document(value)
         elif isinstance(value, dict):
-            out[key] = _include(value, sub)
+            out[key] = _select(value, sub, include)
         elif isinstance(value, list):
-            out[key] = _include_list(value, sub)
-    return out
-
-
-def _include_list(items: list, tree: dict) -> list:
-    return [_include(v, tree) if isinstance(v, dict) else _include_list(v, tree)
-            for v in items if isinstance(v, (dict, list))]
-
-
-def _exclude(doc: dict, tree: dict) -> dict:
-    out = {}
-    for key, value in doc.items():
-        sub = tree.get(key)
-        if sub is True:
-            continue
-        if sub is None:
-            out[key] = copy_document(value)
-        elif isinstance(value, dict):
-            out[key] = _exclude(value, sub)
-        elif isinstance(value, list):
-            out[key] = [_exclude(v, sub) if isinstance(v, dict) else copy_document(v) for v in value]
-        else:
+            out[key] = _select_list(value, sub, include)
+        elif not include:  # a scalar where the tree goes deeper: nothing in it to remove
             out[key] = value
     return out
+
+
+def _select_list(items: list, tree: dict, include: bool) -> list:
+    if include:  # only the documents (and arrays) in the array can hold included paths
+        return [_select(v, tree, True) if isinstance(v, dict) else _select_list(v, tree, True)
+                for v in items if isinstance(v, (dict, list))]
+    return [_select(v, tree, False) if isinstance(v, dict) else copy_document(v) for v in items]
 
 
 def project(document: dict, projection: dict) -> dict | None:
@@ -263,14 +250,14 @@ def project(document: dict, projection: dict) -> dict | None:
     if not fields and keep_id:  # {"_id": 1}: the id alone
         return {"_id": document["_id"]} if "_id" in document else {}
     if included:
-        out = _include(document, _path_tree(included))
+        out = _select(document, _path_tree(included), include=True)
         if keep_id and "_id" in document:
             out = {"_id": document["_id"], **out}
         return out
     tree = _path_tree(excluded)
     if not keep_id:
         tree["_id"] = True
-    return _exclude(document, tree)
+    return _select(document, tree, include=False)
 
 
 def _nest_dotted(doc: dict) -> dict:

@@ -225,23 +225,24 @@ class JvmPool:
             atexit.register(self.close)
             self._atexit = True
 
-    def _live_meteor(self) -> BatchMeteor:
-        if self._meteor is None or not self._meteor.alive():
-            if self._meteor is not None:
-                self._meteor.close()
+    def _live(self, kind: str, start):
+        """The running JVM of ``kind`` (``meteor`` | ``tokenizer``), started again (``start()``) when
+        there is none or it died."""
+        jvm = getattr(self, f"_{kind}")
+        if jvm is None or not jvm.alive():
+            if jvm is not None:
+                jvm.close()
             self._register()
-            self._meteor = BatchMeteor()
-            self.starts["meteor"] += 1
-        return self._meteor
+            jvm = start()
+            setattr(self, f"_{kind}", jvm)
+            self.starts[kind] += 1
+        return jvm
+
+    def _live_meteor(self) -> BatchMeteor:
+        return self._live("meteor", BatchMeteor)
 
     def _live_tokenizer(self) -> PtbTokenizerJvm:
-        if self._tokenizer is None or not self._tokenizer.alive():
-            if self._tokenizer is not None:
-                self._tokenizer.close()
-            self._register()
-            self._tokenizer = PtbTokenizerJvm()
-            self.starts["tokenizer"] += 1
-        return self._tokenizer
+        return self._live("tokenizer", PtbTokenizerJvm)
 
     def prestart(self) -> None:
         """Start both JVMs now (non-blocking) so their start-up overlaps the caller's other work."""
