@@ -13,6 +13,7 @@ import math
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -101,14 +102,34 @@ def train_captioner(image_emb, captions: Sequence[Sequence[str]], epochs: int = 
     if threads is not None:
         torch.set_num_threads(int(threads))
     try:
-        return _train(emb, captions, pairs, epochs, batch_size, lr, seed, device, progress, patience,
-                      val_fraction, decay_fraction, length_groups, model_kwargs)
+        plan = _Plan(epochs, batch_size, lr, seed, device, progress, patience, val_fraction, decay_fraction,
+                     length_groups, model_kwargs)
+        return _train(emb, captions, pairs, plan)
     finally:
         torch.set_num_threads(before)
 
 
-def _train(emb, captions, pairs, epochs, batch_size, lr, seed, device, progress, patience, val_fraction,
-           decay_fraction, length_groups, model_kwargs) -> PrefixCaptioner:
+@dataclass(frozen=True)
+class _Plan:
+    """How one captioner trains (train_captioner's knobs, checked)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    device: str
+    progress: bool
+    patience: int | None
+    val_fraction: float
+    decay_fraction: float
+    length_groups: int
+    model_kwargs: dict
+
+
+def _train(emb, captions, pairs, plan: _Plan) -> PrefixCaptioner:
+    epochs, batch_size, lr, seed, device = plan.epochs, plan.batch_size, plan.lr, plan.seed, plan.device
+    progress, patience, val_fraction = plan.progress, plan.patience, plan.val_fraction
+    decay_fraction, length_groups, model_kwargs = plan.decay_fraction, plan.length_groups, plan.model_kwargs
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     vocab = Vocab.build([c for _, c in pairs])

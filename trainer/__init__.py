@@ -5,7 +5,8 @@ Kept apart from the ``models`` library as open_clip keeps ``open_clip_train`` ap
 """
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, trainable_state
 from .distributed import dist_info, init_distributed
-from .loop import STEP_CURVES, StopTraining, TrainResult, fit_attention_pooling, recall_at_k, train
+from .loop import STEP_CURVES, StopTraining, TrainResult, fit_attention_pooling, train
+from .recall import recall_at_k
 from .schedule import warmup_cosine
 
 __all__ = [

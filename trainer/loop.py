@@ -44,6 +44,7 @@ from registries import as_dict
 
 from .checkpoints import embed_dim, load_checkpoint, save_checkpoint, trainable_modules
 from .distributed import allreduce_grads, dist_info, gather
+from .recall import recall_at_k
 from .schedule import warmup_cosine
 
 # Per-step curves (the per-epoch ones are in the history): train.step_samples_per_s is one step's
@@ -75,32 +76,27 @@ class StopTraining(Exception):
     """Raise from a callback to stop after the current step (checkpoint ``last`` is written first)."""
 
 
-# -- validation -------------------------------------------------------------------------------
-
-def recall_at_k(shape_emb: torch.Tensor, text_emb: torch.Tensor, text_owner: Sequence[int],
-                ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
-    """i2t and t2i Recall@K with shape identity as ground truth (val monitoring, not the benchmark)."""
-    sims = shape_emb @ text_emb.t()
-    owner = torch.as_tensor(list(text_owner))
-    match = owner[None, :] == torch.arange(len(shape_emb))[:, None]  # (S, T)
-    out = {}
-    i2t_rank = torch.argsort(sims, dim=1, descending=True)
-    t2i_rank = torch.argsort(sims.t(), dim=1, descending=True)
-    for k in ks:
-        out[f"i2t_R@{k}"] = float(match.gather(1, i2t_rank[:, :k]).any(dim=1).float().mean())
-        out[f"t2i_R@{k}"] = float((t2i_rank[:, :k] == owner[:, None]).any(dim=1).float().mean())
-    return out
-
-
 # -- the loop ---------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _Options:
+    """How ``train`` was asked to run the loop, beside the train config (see ``train``)."""
+
+    callback: Callback | None
+    seed: int
+    out_dir: str | os.PathLike | None
+    features_dir: str | os.PathLike | None
+    render_config_id: str | None
+    progress: bool
+
+
 class _Trainer:
-    def __init__(self, bundle, train_items, val_items, cfg, callback, seed, out_dir, features_dir,
-                 render_config_id, progress):
-        self.bundle, self.cfg, self.callback, self.seed = bundle, cfg, callback, int(seed)
+    def __init__(self, bundle, train_items, val_items, cfg, opts: _Options):
+        self.bundle, self.cfg, self.callback, self.seed = bundle, cfg, opts.callback, int(opts.seed)
         self.train_items, self.val_items = list(train_items), list(val_items)
-        self.out_dir = Path(out_dir) if out_dir else None
-        self.features_dir, self.render_config_id, self.progress = features_dir, render_config_id, progress
+        self.out_dir = Path(opts.out_dir) if opts.out_dir else None
+        self.features_dir, self.render_config_id = opts.features_dir, opts.render_config_id
+        self.progress = opts.progress
         self.mode = get_mode(cfg.mode)
         self.rank, self.world = dist_info()
         self.batch_size = int(cfg.batch_size)
@@ -377,8 +373,8 @@ def train(bundle: ClipBundle, train_items: Sequence[ShapeItem], val_items: Seque
             bundle.mode = mode.name
         bundle.info["pooling"] = pooling
         bundle.pooling = make_pooling(pooling, embed_dim(bundle)).to(bundle.device)
-        result = _Trainer(bundle, train_items, val_items, cfg, callback, seed, out_dir, features_dir,
-                          render_config_id, progress).run()
+        opts = _Options(callback, seed, out_dir, features_dir, render_config_id, progress)
+        result = _Trainer(bundle, train_items, val_items, cfg, opts).run()
         if pooling in LEARNED_POOLINGS and mode.trains:
             bundle.model.eval()
             bundle.info["pooling_losses"] = fit_attention_pooling(bundle, train_items, seed=seed,
