@@ -11,6 +11,8 @@ Public API::
     METRIC_DIRECTIONS, direction(name), higher_is_better(name)
     Block; retrieval_block(ranks, ks, resamples, seed, category_of), caption_block(...) -> Block;
     per_shape_record(per_shape) (a run record's figures from per-query scores)
+    zero_shot_accuracy(query_emb, class_emb, labels, ks=(1, 3, 5)) -> {"top1", ..., "mean_per_class"}
+    text_to_shape(text_emb, shape_emb, text_shape, shape_keys, ks=(1, 5)) -> {"RR@1", "RR@5", "NDCG@5"}
 """
 from .blocks import Block, caption_block, per_shape_record, retrieval_block
 from .bootstrap import (
@@ -22,6 +24,7 @@ from .bootstrap import (
 )
 from .captioning import CAPTION_METRICS, CaptionInputError, JavaNotFoundError, caption_scores, java_executable
 from .directions import METRIC_DIRECTIONS, direction, higher_is_better
+from .protocols import text_to_shape, true_item_ranks, zero_shot_accuracy
 from .retrieval import (
                         QueryRanks,
                         RetrievalInputError,
@@ -36,6 +39,7 @@ from .retrieval import (
 
 __all__ = [
     "Block", "caption_block", "per_shape_record", "retrieval_block",
+    "text_to_shape", "true_item_ranks", "zero_shot_accuracy",
     "BootstrapInputError", "align_per_shape", "bootstrap_ci", "bootstrap_distribution", "paired_bootstrap",
     "CAPTION_METRICS", "CaptionInputError", "JavaNotFoundError", "caption_scores", "java_executable",
     "METRIC_DIRECTIONS", "direction", "higher_is_better",
