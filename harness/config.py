@@ -114,6 +114,9 @@ def validate_eval(ev: dict) -> None:
     from harness.evaluation.captioning import captioning_decision
 
     captioning_decision(ev.get("captioning"), reevaluation=False)  # a bad value fails here, before work
+    from harness.evaluation.zero_shot import templates_of
+
+    templates_of(ev.get("zs_templates"))
 
 
 def resolve_render_size(cfg: dict, warn: bool = True) -> dict:

@@ -185,6 +185,9 @@ def config():
         captioning=True,
         checkpoint=None,  # evaluate this checkpoint instead of the one trained in this run
         photo_mask=True,  # photo2shape: photos masked onto white like the renders (False: bbox crop only)
+        # zero-shot classes from the category names through a prompt ensemble: render | photo | name
+        # (harness.evaluation.zero_shot.TEMPLATE_SETS) or a list of templates with one {} each
+        zs_templates="render",
         # generative captioner (ClipCap-style prefix decoder on train captions), docs/evaluation.md: a
         # 1-layer, 96-wide decoder trained on batches of 32 captions until the validation loss of
         # held-out train shapes has not improved for `patience` epochs, then a learning-rate decay over

@@ -10,7 +10,8 @@ import argparse
 import sys
 
 MODES = ("none", "linear", "full")
-SHOWN = ["i2t_R@1", "i2t_R@5", "t2i_R@5", "photo2shape_R@5", "cap_ret_CIDEr", "cap_gen_CIDEr", "probe_top1"]
+SHOWN = ["i2t_R@1", "i2t_R@5", "t2i_R@5", "photo2shape_R@5", "zs_top1", "cap_ret_CIDEr", "cap_gen_CIDEr",
+         "probe_top1"]
 
 
 def stored_table(db, run_ids) -> str:

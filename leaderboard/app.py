@@ -22,7 +22,8 @@ import streamlit as st
 from leaderboard import access
 from leaderboard import queries as q
 
-DEFAULT_SHOWN = ["i2t_R@1", "i2t_R@5", "t2i_R@1", "t2i_R@5", "photo2shape_R@1", "cap_ret_CIDEr", "probe_top1"]
+DEFAULT_SHOWN = ["i2t_R@1", "i2t_R@5", "t2i_R@1", "t2i_R@5", "photo2shape_R@1", "zs_top1", "cap_ret_CIDEr",
+                 "probe_top1"]
 ROWS_SHOWN = 200  # rows styled and sent to the browser; the CSV export holds every filtered run
 QUICKSTART = "python -m harness.quickstart   # or: tox -e quickstart"
 

@@ -58,4 +58,8 @@ def test_blocks_merge_and_per_shape_record(ranks):
     assert gen[:2] == [0.25, 0.75] and all(np.isnan(gen[2:]))  # aligned: NaN where a shape has none
     assert record["n_queries"]["photo2shape_R@1"] == [1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0]
     assert "cap_gen_CIDEr" not in record["n_queries"]
+    # a query set whose name extends another's is counted by its own queries
+    nested = per_shape_record({"zs_top1": {"s0": 1.0}, "zs_photo_top1": {"s0": 0.5},
+                               "_n": {"zs": {"s0": 1}, "zs_photo": {"s0": 4}}})
+    assert nested["n_queries"] == {"zs_top1": [1], "zs_photo_top1": [4]}
     assert Block().merge(Block()) == Block()

@@ -86,7 +86,8 @@ def test_evaluate_stage_records_everything(setup):
     m = result["metrics"]
     for name in ["i2t_R@1", "i2t_R@5", "i2t_R@10", "i2t_mAP", "i2t_medR", "t2i_R@1", "t2i_medR",
                  "photo2shape_R@1", "photo2shape_medR", "cap_ret_BLEU-4", "cap_ret_METEOR", "cap_ret_CIDEr",
-                 "cap_gen_BLEU-1", "cap_gen_ROUGE_L"]:
+                 "cap_gen_BLEU-1", "cap_gen_ROUGE_L", "zs_top1", "zs_top3", "zs_top5", "zs_mean_per_class",
+                 "zs_photo_top1", "zs_photo_mean_per_class"]:
         assert name in m and isinstance(m[name], float), name
         assert name in METRIC_DIRECTIONS
     assert m["i2t_R@10"] == 1.0  # 3 test shapes x 2 captions: everything is in the top 10
@@ -104,6 +105,11 @@ def test_evaluate_stage_records_everything(setup):
     assert prov["counts"] == {"shapes": 3, "texts": 6, "views": 24, "photos": 3}
     assert prov["renders_fingerprint"] == renders.fingerprint and len(renders.fingerprint) == 16
     assert prov["render_size"] == 64 and prov["model_input_size"] == 64
+    # zero-shot over the 3 categories: top-3 holds every query; the prompt ensemble is recorded
+    assert m["zs_top3"] == 1.0 and m["zs_photo_top3"] == 1.0 and 0 <= m["zs_top1"] <= 1
+    assert prov["zs_templates"]["name"] == "render" and prov["zs_templates"]["classes"] == sorted(CATS)
+    assert "a 3D render of a {}." in prov["zs_templates"]["templates"]
+    assert "zs_top1" in result["ci95"] and "zs_photo_top1" in result["per_category"]["chair"]
     assert result["throughput"]["device"] == "cpu" and result["throughput"]["eval_seconds"] > 0
     # Plain types only, Mongo-safe keys.
     json.dumps(result, allow_nan=True)
@@ -113,6 +119,7 @@ def test_evaluate_stage_records_everything(setup):
     ps = run.info["per_shape"]
     assert ps["shapes"] == sorted(prepared.split.test)
     assert len(ps["i2t_R@1"]) == 3 and ps["n_queries"]["t2i_R@1"] == [2, 2, 2]
+    assert ps["n_queries"]["zs_top1"] == [1, 1, 1] and ps["n_queries"]["zs_photo_top1"] == [1, 1, 1]
     assert np.mean(ps["i2t_R@1"]) == pytest.approx(m["i2t_R@1"])
     assert {"retrieval_examples.png", "caption_samples.csv", "caption_samples.md"} <= set(run.artifacts)
     assert any(name == "eval.retrieval_seconds" for name, _, _ in run.scalars)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from harness.evaluation import CaptioningJob, EvalContext, attach_artifacts, captioning_decision, photo_block
 from harness.evaluation.context import torch_threads
+from harness.evaluation.zero_shot import class_embeddings, templates_of, zero_shot_block
 from harness.experiment import ex
 
 if TYPE_CHECKING:
@@ -90,11 +91,20 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
                 ranks = retrieval_ranks(shape_emb, text_emb, keys, text_shape, text_strings=texts,
                                         same_caption_match=bool(ev.same_caption_match))
                 block = retrieval_block(ranks, ctx.ks, ctx.resamples, ctx.seed, ctx.category_of)
+            photo_emb, photo_shapes = None, []
             if ev.photo2shape:
                 with ctx.timed("photo2shape"):
-                    photos, counts["photos"] = photo_block(ctx, shape_emb, bool(ev.photo_mask),
-                                                           photo_stats)
+                    photos, photo_emb, photo_shapes = photo_block(ctx, shape_emb, bool(ev.photo_mask),
+                                                                  photo_stats)
+                counts["photos"] = len(photo_shapes)
                 block.merge(photos)
+            with ctx.timed("zero_shot"):
+                zs_name, templates = templates_of(ev.zs_templates)
+                classes = sorted({s.category for s in prepared.dataset.shapes})
+                class_emb = class_embeddings(bundle, classes, templates)
+                block.merge(zero_shot_block(ctx, class_emb, classes, shape_emb, keys, "zs"))
+                if photo_shapes:
+                    block.merge(zero_shot_block(ctx, class_emb, classes, photo_emb, photo_shapes, "zs_photo"))
         if captioner is not None and captioner.running:
             # METEOR loads its paraphrase table (seconds of JVM start-up) while the captioner still
             # trains, not while the models encode (no-op when the process's JVMs already run)
@@ -119,7 +129,8 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
                               "photo_count": counts.get("photos"),
                               "captioner_from_cache": captioner_info.get("from_cache")})
     provenance = {**_provenance(cfg, prepared, renders, bundle, checkpoint), "counts": counts,
-                  "captioning": caption_status}
+                  "captioning": caption_status,
+                  "zs_templates": {"name": zs_name, "templates": list(templates), "classes": classes}}
     if captioner_info:
         provenance["captioner"] = captioner_info
     result = plain({"metrics": block.metrics, "ci95": block.ci95, "per_category": block.per_category,

@@ -18,4 +18,5 @@ class EvalConfig:
     captioning: bool | str  # True | False | "always" (re-evaluations too)
     checkpoint: str | None
     photo_mask: bool
+    zs_templates: str | tuple  # a named set of harness.evaluation.zero_shot.TEMPLATE_SETS, or templates
     captioner: CaptionerConfig

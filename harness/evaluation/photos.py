@@ -14,17 +14,19 @@ from harness.metrics import Block, photo_ranks, retrieval_block
 from .context import EvalContext
 
 
-def photo_block(ctx: EvalContext, shape_emb: np.ndarray, use_mask: bool, stats: dict) -> tuple[Block, int]:
-    """(photo2shape figures, number of photo queries) of the photos of ``ctx.items``' shapes.
-
-    Crops are kept in ``<features_dir>/photo_crops/``; ``stats`` gets encode_photos' counts."""
+def photo_block(ctx: EvalContext, shape_emb: np.ndarray, use_mask: bool,
+                stats: dict) -> tuple[Block, np.ndarray, list[str]]:
+    """(photo2shape figures, the photo queries' embeddings, each photo's shape) of the photos of
+    ``ctx.items``' shapes. Crops are kept in ``<features_dir>/photo_crops/``; ``stats`` gets
+    encode_photos' counts."""
     jobs = photo_jobs(ctx.prepared, set(ctx.keys), Path(ctx.features_dir) / "photo_crops",
                       ctx.bundle.image_size, use_mask)
     if not jobs:
-        return Block(), 0
+        return Block(), np.zeros((0, 0), dtype=np.float32), []
     photo_emb = encode_photos(ctx.bundle, jobs, ctx.features_dir, use_mask, stats)
-    ranks = {"photo2shape": photo_ranks(photo_emb, shape_emb, [j.shape for j in jobs], ctx.keys)}
-    return retrieval_block(ranks, ctx.ks, ctx.resamples, ctx.seed, ctx.category_of), len(jobs)
+    shapes = [j.shape for j in jobs]
+    ranks = {"photo2shape": photo_ranks(photo_emb, shape_emb, shapes, ctx.keys)}
+    return retrieval_block(ranks, ctx.ks, ctx.resamples, ctx.seed, ctx.category_of), photo_emb, shapes
 
 
 def encode_photos(bundle, jobs: list[PhotoJob], features_dir, use_mask: bool, stats: dict,

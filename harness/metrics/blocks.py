@@ -98,8 +98,9 @@ def per_shape_record(per_shape: dict) -> dict:
         if name == "_n":
             continue
         out[name] = [vals.get(s, float("nan")) for s in shapes]
-        direction = name.split("_", 1)[0]
-        n = per_shape.get("_n", {}).get(direction)
-        if n is not None:
+        # the query set a metric belongs to: the longest "_n" name it starts with (zs_photo_top1: zs_photo)
+        owners = [d for d in per_shape.get("_n", {}) if name.startswith(f"{d}_")]
+        if owners:
+            n = per_shape["_n"][max(owners, key=len)]
             out["n_queries"][name] = [n.get(s, 0) for s in shapes]
     return out
