@@ -47,22 +47,25 @@ def test_no_import_runs_back_up(package):
     assert not bad, f"imports that run back up: {bad}"
 
 
-def test_leaderboard_data_modules_load_neither_sacred_nor_torch():
-    code = ("import sys, leaderboard.queries, leaderboard.access, runstore; "
+def _heavy_modules_loaded_by(modules: str) -> str:
+    """What of Sacred, torch and open_clip importing ``modules`` (comma-separated) loads, in a fresh
+    interpreter."""
+    code = (f"import sys, {modules}; "
             "print(sorted(m for m in ('sacred', 'torch', 'open_clip') if m in sys.modules))")
     out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=python_env(), timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    return out.stdout.strip()
+
+
+def test_leaderboard_data_modules_load_neither_sacred_nor_torch():
+    assert _heavy_modules_loaded_by("leaderboard.queries, leaderboard.access, runstore") == "[]"
 
 
 def test_evaluation_aggregation_and_photo_records_load_neither_sacred_nor_torch():
-    """The run record's figures (harness.metrics.blocks) and the photo queries' records and crops
-    (harness.data.photos) are testable and reusable without a model."""
-    code = ("import sys, harness.metrics.blocks, harness.data.photos; "
-            "print(sorted(m for m in ('sacred', 'torch', 'open_clip') if m in sys.modules))")
-    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=python_env(), timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    """The run record's figures (harness.metrics.blocks, the protocols' metrics) and the photo
+    queries' records and crops (harness.data.photos) are testable and reusable without a model."""
+    assert _heavy_modules_loaded_by("harness.metrics.blocks, harness.metrics.protocols, "
+                                    "harness.data.photos") == "[]"
 
 
 def test_no_library_file_over_400_lines():
