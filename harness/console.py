@@ -150,6 +150,7 @@ def report_input_error(exc: BaseException, file=None) -> None:
 # the summary of a finished run
 
 RETRIEVAL = ("i2t", "t2i", "photo2shape")
+ZERO_SHOT = ("zs_photo", "zs")  # (longest first: zs_photo_top1 is a photo figure)
 CAPTIONING = ("cap_ret", "cap_gen")
 
 
@@ -170,16 +171,17 @@ def _metric(name: str, value, ci95: dict, label: str) -> str:
 
 
 def metric_lines(metrics: dict, ci95: dict | None = None) -> list[str]:
-    """One line per group (i2t, t2i, photo2shape, cap_ret, cap_gen, other): ``name value [lo, hi]``."""
+    """One line per group (i2t, t2i, photo2shape, zs, zs_photo, cap_ret, cap_gen, other):
+    ``name value [lo, hi]``."""
     ci95 = ci95 or {}
     groups: dict[str, list[str]] = {}
     for name, value in metrics.items():
         if isinstance(value, (dict, list)):
             continue
-        group = next((g for g in CAPTIONING + RETRIEVAL if name.startswith(g + "_")), "other")
+        group = next((g for g in CAPTIONING + RETRIEVAL + ZERO_SHOT if name.startswith(g + "_")), "other")
         label = name[len(group) + 1:] if group != "other" else name
         groups.setdefault(group, []).append(_metric(name, value, ci95, label))
-    order = [g for g in RETRIEVAL + CAPTIONING + ("other",) if g in groups]
+    order = [g for g in RETRIEVAL + ("zs", "zs_photo") + CAPTIONING + ("other",) if g in groups]
     width = max((len(g) for g in order), default=0)
     return [clip(f"  {g:<{width}}  " + "  ".join(groups[g])) for g in order]
 

@@ -135,6 +135,11 @@ def test_run_ends_with_a_summary(tiny_cli_run, mongo_client):
     assert doc["status"] == "COMPLETED"
     metrics, ci95 = doc["result"]["metrics"], doc["result"]["ci95"]
     assert f"R@1 {metrics['i2t_R@1']:.3f} [{ci95['i2t_R@1'][0]:.3f}, {ci95['i2t_R@1'][1]:.3f}]" in i2t
+    # zero-shot figures have their own lines: shapes, then photos (not one "other" line)
+    zs = next(line for line in lines if line.split()[0] == "zs")
+    photo = next(line for line in lines if line.split()[0] == "zs_photo")
+    assert f"top1 {metrics['zs_top1']:.3f} [" in zs and "zs_photo" not in zs
+    assert f"top1 {metrics['zs_photo_top1']:.3f} [" in photo
 
 
 CHATTY = textwrap.dedent('''
