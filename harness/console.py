@@ -149,7 +149,7 @@ def report_input_error(exc: BaseException, file=None) -> None:
 # --------------------------------------------------------------------------------------------
 # the summary of a finished run
 
-RETRIEVAL = ("i2t", "t2i", "photo2shape")
+RETRIEVAL = ("i2t", "t2i", "t2s", "photo2shape")
 ZERO_SHOT = ("zs_photo", "zs")  # (longest first: zs_photo_top1 is a photo figure)
 CAPTIONING = ("cap_ret", "cap_gen")
 
@@ -171,7 +171,7 @@ def _metric(name: str, value, ci95: dict, label: str) -> str:
 
 
 def metric_lines(metrics: dict, ci95: dict | None = None) -> list[str]:
-    """One line per group (i2t, t2i, photo2shape, zs, zs_photo, cap_ret, cap_gen, other):
+    """One line per group (i2t, t2i, t2s, photo2shape, zs, zs_photo, cap_ret, cap_gen, other):
     ``name value [lo, hi]``."""
     ci95 = ci95 or {}
     groups: dict[str, list[str]] = {}

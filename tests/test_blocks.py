@@ -10,6 +10,8 @@ from harness.metrics import (
     photo_ranks,
     retrieval_block,
     retrieval_ranks,
+    text_to_shape,
+    text_to_shape_block,
 )
 
 
@@ -63,3 +65,22 @@ def test_blocks_merge_and_per_shape_record(ranks):
                                "_n": {"zs": {"s0": 1}, "zs_photo": {"s0": 4}}})
     assert nested["n_queries"] == {"zs_top1": [1], "zs_photo_top1": [4]}
     assert Block().merge(Block()) == Block()
+
+
+def test_text_to_shape_block_figures_cis_per_shape():
+    rng = np.random.default_rng(2)
+    keys = [f"s{i}" for i in range(10)]
+    shapes = rng.normal(size=(10, 8))
+    text_shape = [k for k in keys for _ in range(3)]
+    texts = shapes.repeat(3, axis=0) + rng.normal(scale=1.5, size=(30, 8))
+    category_of = {k: "chair" if i < 5 else "table" for i, k in enumerate(keys)}
+    block = text_to_shape_block(texts, shapes, text_shape, keys, 200, 0, category_of)
+    assert block.metrics == {f"t2s_{k}": v for k, v in text_to_shape(texts, shapes, text_shape, keys).items()}
+    for name in ("t2s_RR@1", "t2s_RR@5", "t2s_NDCG@5"):
+        lo, hi = block.ci95[name]
+        assert lo <= block.metrics[name] <= hi
+        # three texts a shape: the mean of per-shape means is the metric
+        assert np.mean(list(block.per_shape[name].values())) == pytest.approx(block.metrics[name])
+    assert block.per_shape["_n"] == {"t2s": dict.fromkeys(keys, 3)}
+    assert set(block.per_category) == {"chair", "table"}
+    assert per_shape_record(block.per_shape)["n_queries"]["t2s_NDCG@5"] == [3] * 10

@@ -4,8 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.metrics import RetrievalInputError, text_to_shape, zero_shot_accuracy
-from harness.metrics import protocols
+from harness.metrics import RetrievalInputError, protocols, text_to_shape, zero_shot_accuracy
 
 
 def _cos(a, b):

@@ -45,7 +45,13 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
     import models
     from harness.commands.render import shape_items
     from harness.config import load_config
-    from harness.metrics import java_executable, per_shape_record, retrieval_block, retrieval_ranks
+    from harness.metrics import (
+        java_executable,
+        per_shape_record,
+        retrieval_block,
+        retrieval_ranks,
+        text_to_shape_block,
+    )
     from harness.metrics.provenance import plain
 
     cfg = load_config(cfg)
@@ -91,6 +97,8 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
                 ranks = retrieval_ranks(shape_emb, text_emb, keys, text_shape, text_strings=texts,
                                         same_caption_match=bool(ev.same_caption_match))
                 block = retrieval_block(ranks, ctx.ks, ctx.resamples, ctx.seed, ctx.category_of)
+                block.merge(text_to_shape_block(text_emb, shape_emb, text_shape, keys, ctx.resamples,
+                                                ctx.seed, ctx.category_of))
             photo_emb, photo_shapes = None, []
             if ev.photo2shape:
                 with ctx.timed("photo2shape"):

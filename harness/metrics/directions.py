@@ -12,6 +12,7 @@ METRIC_DIRECTIONS: dict[str, str] = {
     **{f"{d}_mAP": HIGHER for d in ("i2t", "t2i", "photo2shape")},
     **{f"{d}_medR": LOWER for d in ("i2t", "t2i", "photo2shape")},
     "probe_top1": HIGHER,
+    **{f"t2s_{m}": HIGHER for m in ("RR@1", "RR@5", "NDCG@5")},
     **{f"{p}_{m}": HIGHER for p in ("zs", "zs_photo") for m in ("top1", "top3", "top5", "mean_per_class")},
     **{f"cap_{c}_{m}": HIGHER for c in ("ret", "gen")
        for m in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE_L", "CIDEr")},
