@@ -87,7 +87,8 @@ def test_evaluate_stage_records_everything(setup):
     for name in ["i2t_R@1", "i2t_R@5", "i2t_R@10", "i2t_mAP", "i2t_medR", "t2i_R@1", "t2i_medR",
                  "photo2shape_R@1", "photo2shape_medR", "cap_ret_BLEU-4", "cap_ret_METEOR", "cap_ret_CIDEr",
                  "cap_gen_BLEU-1", "cap_gen_ROUGE_L", "zs_top1", "zs_top3", "zs_top5", "zs_mean_per_class",
-                 "zs_photo_top1", "zs_photo_mean_per_class", "t2s_RR@1", "t2s_RR@5", "t2s_NDCG@5"]:
+                 "zs_photo_top1", "zs_photo_mean_per_class", "t2s_RR@1", "t2s_RR@5", "t2s_NDCG@5",
+                 "probe_top1"]:
         assert name in m and isinstance(m[name], float), name
         assert name in METRIC_DIRECTIONS
     assert m["i2t_R@10"] == 1.0  # 3 test shapes x 2 captions: everything is in the top 10
@@ -110,6 +111,9 @@ def test_evaluate_stage_records_everything(setup):
     assert prov["zs_templates"]["name"] == "render" and prov["zs_templates"]["classes"] == sorted(CATS)
     assert "a 3D render of a {}." in prov["zs_templates"]["templates"]
     assert "zs_top1" in result["ci95"] and "zs_photo_top1" in result["per_category"]["chair"]
+    # the linear probe for every mode (here: none), C chosen on val, CI over the test shapes
+    assert 0 <= m["probe_top1"] <= 1 and "probe_top1" in result["ci95"] and prov["probe"]["C"] > 0
+    assert "probe_top1" in result["per_category"]["lamp"] and result["throughput"]["eval_probe_seconds"] > 0
     # Text2Shape: 3 test shapes, so every text's shape is in the top 5
     assert m["t2s_RR@5"] == 1.0 and m["t2s_RR@1"] <= m["t2s_NDCG@5"] <= 1 and "t2s_RR@1" in result["ci95"]
     assert result["throughput"]["device"] == "cpu" and result["throughput"]["eval_seconds"] > 0

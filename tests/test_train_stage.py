@@ -1,5 +1,5 @@
 """The harness ``train`` stage: items from the render manifest, curves via log_scalar, info.params,
-probe_top1 in mode linear, and bad input failing before any rendering."""
+and bad input failing before any rendering (the linear probe is an evaluation: test_evaluate)."""
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -58,16 +58,16 @@ def _cfg(root, **train):
                "features_dir": str(root / "feat"), **train})
 
 
-def test_linear_stage_logs_curves_params_and_probe(staged):
+def test_linear_stage_logs_curves_and_params(staged):
     prepared, renders, root = staged
     run = FakeRun()
     stage = train_cmd.train_stage(_cfg(root), run=run, prepared=prepared, renders=renders)
     names = {n for n, _, _ in run.scalars}
-    assert {"train.loss", "train.step_samples_per_s", "train.samples_per_s", "val.loss", "val.i2t_R@5",
-            "probe_top1"} <= names
+    assert {"train.loss", "train.step_samples_per_s", "train.samples_per_s", "val.loss",
+            "val.i2t_R@5"} <= names
+    assert "probe_top1" not in names  # the probe is an evaluation (every mode): harness.evaluation.probe
     assert "reused_checkpoint" not in run.info and "train_from_checkpoint" not in stage.throughput
     assert run.info["params"] == stage.params and stage.params["trainable"] == 128 * 128 * 2 + 256 + 1
-    assert 0.0 <= stage.metrics["probe_top1"] <= 1.0
     assert stage.throughput["train_samples_per_s"] > 0
     assert Path(stage.checkpoint).name == "best.pt" and "clip3d-tiny-linear-" in stage.checkpoint
     assert list((root / "feat").glob("clip3d-tiny-*/cfg123/images.pt"))  # cache keyed by render config id
@@ -79,7 +79,7 @@ def test_linear_stage_logs_curves_params_and_probe(staged):
 
     def curve(scalars, name):
         return [(step, value) for n, value, step in scalars if n == name]
-    for name in ("train.loss", "val.loss", "val.i2t_R@5", "probe_top1"):
+    for name in ("train.loss", "val.loss", "val.i2t_R@5"):
         assert curve(rerun.scalars, name) == curve(run.scalars, name) != [], name
     steps = [s for s, _ in curve(rerun.scalars, "train.step_samples_per_s")]
     assert steps == sorted(set(steps))  # one value per step: per-epoch speed has its own name

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from harness.evaluation import CaptioningJob, EvalContext, attach_artifacts, captioning_decision, photo_block
 from harness.evaluation.context import torch_threads
+from harness.evaluation.probe import probe_block
 from harness.evaluation.zero_shot import class_embeddings, templates_of, zero_shot_block
 from harness.experiment import ex
 
@@ -113,6 +114,9 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
                 block.merge(zero_shot_block(ctx, class_emb, classes, shape_emb, keys, "zs"))
                 if photo_shapes:
                     block.merge(zero_shot_block(ctx, class_emb, classes, photo_emb, photo_shapes, "zs_photo"))
+            with ctx.timed("probe"):
+                probe, probe_info = probe_block(ctx)
+                block.merge(probe)
         if captioner is not None and captioner.running:
             # METEOR loads its paraphrase table (seconds of JVM start-up) while the captioner still
             # trains, not while the models encode (no-op when the process's JVMs already run)
@@ -138,7 +142,8 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
                               "captioner_from_cache": captioner_info.get("from_cache")})
     provenance = {**_provenance(cfg, prepared, renders, bundle, checkpoint), "counts": counts,
                   "captioning": caption_status,
-                  "zs_templates": {"name": zs_name, "templates": list(templates), "classes": classes}}
+                  "zs_templates": {"name": zs_name, "templates": list(templates), "classes": classes},
+                  "probe": probe_info}
     if captioner_info:
         provenance["captioner"] = captioner_info
     result = plain({"metrics": block.metrics, "ci95": block.ci95, "per_category": block.per_category,

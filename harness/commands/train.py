@@ -34,7 +34,7 @@ class TrainStage:
     checkpoint: str | None
     history: list[dict]
     throughput: dict
-    metrics: dict = field(default_factory=dict)  # e.g. probe_top1 (mode linear): merge into result.metrics
+    metrics: dict = field(default_factory=dict)  # figures training measured: merged into result.metrics
     params: dict = field(default_factory=dict)
     run_dir: str | None = None
 
@@ -133,10 +133,6 @@ def train_stage(cfg: Config | Mapping, run=None, *, prepared, renders) -> TrainS
     result = trainer.train(bundle, train_items, val_items, train_cfg, callback=_log_callback(run),
                           seed=cfg.seed, out_dir=run_dir, pooling=model_cfg.pooling,
                           features_dir=features_dir, render_config_id=config_id, progress=rank == 0)
-    metrics = {}
-    if train_cfg.mode == "linear":
-        metrics = _probe(bundle, prepared, render_dir, config_id, features_dir, train_items, val_items,
-                         cfg.seed)
     resumed = result.resumed_from
     if run is not None:
         run.info["params"] = dict(result.params)
@@ -144,31 +140,12 @@ def train_stage(cfg: Config | Mapping, run=None, *, prepared, renders) -> TrainS
             run.info["reused_checkpoint"] = resumed["checkpoint"]  # no step trained in this run
         elif resumed:
             run.info["resumed_from"] = resumed
-        for name, value in metrics.items():
-            run.log_scalar(name, float(value), 0)
     # The speed of the steps that made the weights; marked when they were made by an earlier run.
     throughput = {"train_samples_per_s": float(result.samples_per_s)} if result.steps else {}
     if result.steps and resumed and resumed["finished"]:
         throughput["train_from_checkpoint"] = True
     return TrainStage(bundle=bundle, checkpoint=result.checkpoint, history=result.history,
-                      throughput=throughput, metrics=metrics, params=result.params, run_dir=str(run_dir))
-
-
-def _probe(bundle, prepared, render_dir, config_id, features_dir, train_items, val_items, seed) -> dict:
-    """Linear probe on frozen, mean-pooled view features: train fit, C chosen on val, top-1 on test."""
-    import models
-
-    test_items = shape_items(prepared, render_dir, prepared.split.test)
-    if not test_items or not val_items:
-        return {}
-
-    def feats(items):
-        views = models.encode_views(bundle, [it.views for it in items], cache_dir=features_dir,
-                                    render_config_id=config_id, raw=True)
-        return models.pool_views(views).numpy(), [it.category for it in items]
-
-    out = models.linear_probe(*feats(train_items), *feats(val_items), *feats(test_items), seed=seed)
-    return {"probe_top1": out["probe_top1"]}
+                      throughput=throughput, params=result.params, run_dir=str(run_dir))
 
 
 @ex.command
