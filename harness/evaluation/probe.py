@@ -7,9 +7,7 @@ the views the evaluation and its captioner encode are not encoded again.
 """
 from __future__ import annotations
 
-import numpy as np
-
-from harness.metrics import Block, bootstrap_ci
+from harness.metrics import Block, per_query_block
 
 from .context import EvalContext
 
@@ -33,14 +31,6 @@ def probe_block(ctx: EvalContext) -> tuple[Block, dict]:
 
     out, correct = models.linear_probe(*feats(train), *feats(val), *feats(ctx.items), seed=ctx.seed,
                                        per_item=True)
-    block = Block(metrics={"probe_top1": out["probe_top1"]})
-    keys = ctx.keys
-    values = correct.astype(float)
-    if ctx.resamples > 0 and np.isfinite(out["probe_top1"]):
-        block.ci95["probe_top1"] = bootstrap_ci(values, keys, resamples=ctx.resamples, seed=ctx.seed)
-    block.per_shape["probe_top1"] = dict(zip(keys, values.tolist(), strict=True))
-    block.per_shape["_n"] = {"probe": dict.fromkeys(keys, 1)}
-    cats = np.array([ctx.category_of[k] for k in keys])
-    for cat in sorted(set(cats)):
-        block.per_category.setdefault(str(cat), {})["probe_top1"] = float(values[cats == cat].mean())
+    block = per_query_block({"probe_top1": out["probe_top1"]}, {"probe_top1": correct}, ctx.keys, "probe",
+                            ctx.resamples, ctx.seed, ctx.category_of)
     return block, {"C": out["probe_C"], "val_top1": out["probe_val_top1"]}

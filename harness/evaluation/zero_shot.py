@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.metrics import Block, bootstrap_ci, true_item_ranks, zero_shot_accuracy
+from harness.metrics import Block, per_query_block, true_item_ranks
+from harness.metrics.protocols import zero_shot_figures
 from models.errors import ConfigError
 from registries import Registry
 
@@ -56,20 +57,7 @@ def zero_shot_block(ctx: EvalContext, class_emb: np.ndarray, classes: list[str],
     the shape ``query_shapes[i]``, whose category is its class); CIs over shapes, per category, per shape."""
     label_of = {c: i for i, c in enumerate(classes)}
     labels = np.array([label_of[ctx.category_of[k]] for k in query_shapes])
-    out = Block(metrics={f"{prefix}_{k}": v for k, v in
-                         zero_shot_accuracy(query_emb, class_emb, labels, ks=KS).items()})
-    ranks = true_item_ranks(query_emb, class_emb, labels)
-    keys = np.asarray(query_shapes, dtype=str)
-    uniq, inv = np.unique(keys, return_inverse=True)
-    counts = np.bincount(inv, minlength=len(uniq))
-    out.per_shape.setdefault("_n", {})[prefix] = dict(zip(uniq.tolist(), counts.tolist(), strict=True))
-    cats = np.array([ctx.category_of[k] for k in query_shapes])
-    for k in KS:
-        name, hits = f"{prefix}_top{k}", (ranks <= k).astype(float)
-        if ctx.resamples > 0:
-            out.ci95[name] = bootstrap_ci(hits, keys, resamples=ctx.resamples, seed=ctx.seed)
-        means = np.bincount(inv, weights=hits, minlength=len(uniq)) / np.maximum(counts, 1)
-        out.per_shape[name] = dict(zip(uniq.tolist(), means.tolist(), strict=True))
-        for cat in sorted(set(cats)):
-            out.per_category.setdefault(str(cat), {})[name] = float(hits[cats == cat].mean())
-    return out
+    figures, hits = zero_shot_figures(true_item_ranks(query_emb, class_emb, labels), labels, KS)
+    return per_query_block({f"{prefix}_{k}": v for k, v in figures.items()},
+                           {f"{prefix}_{k}": v for k, v in hits.items()}, query_shapes, prefix,
+                           ctx.resamples, ctx.seed, ctx.category_of)

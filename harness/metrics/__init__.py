@@ -14,7 +14,14 @@ Public API::
     zero_shot_accuracy(query_emb, class_emb, labels, ks=(1, 3, 5)) -> {"top1", ..., "mean_per_class"}
     text_to_shape(text_emb, shape_emb, text_shape, shape_keys, ks=(1, 5)) -> {"RR@1", "RR@5", "NDCG@5"}
 """
-from .blocks import Block, caption_block, per_shape_record, retrieval_block, text_to_shape_block
+from .blocks import (
+                        Block,
+                        caption_block,
+                        per_query_block,
+                        per_shape_record,
+                        retrieval_block,
+                        text_to_shape_block,
+)
 from .bootstrap import (
                         BootstrapInputError,
                         align_per_shape,
@@ -38,7 +45,7 @@ from .retrieval import (
 )
 
 __all__ = [
-    "Block", "caption_block", "per_shape_record", "retrieval_block", "text_to_shape_block",
+    "Block", "caption_block", "per_query_block", "per_shape_record", "retrieval_block", "text_to_shape_block",
     "text_to_shape", "true_item_ranks", "zero_shot_accuracy",
     "BootstrapInputError", "align_per_shape", "bootstrap_ci", "bootstrap_distribution", "paired_bootstrap",
     "CAPTION_METRICS", "CaptionInputError", "JavaNotFoundError", "caption_scores", "java_executable",

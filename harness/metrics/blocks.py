@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bootstrap import bootstrap_ci
-from .protocols import text_to_shape, true_item_ranks
+from .protocols import text_to_shape_ranks, text_to_shape_values
 from .retrieval import per_category, summarize
 
 
@@ -72,29 +72,36 @@ def retrieval_block(ranks: dict, ks, resamples: int, seed: int, category_of: dic
     return out
 
 
-def text_to_shape_block(text_emb, shape_emb, text_shape, shape_keys, resamples: int, seed: int,
-                        category_of: dict, ndcg_k: int = 5) -> Block:
-    """``t2s_RR@1``, ``t2s_RR@5``, ``t2s_NDCG@5`` (Text2Shape's protocol, ``text_to_shape``) with CIs
-    over shapes (a drawn shape brings all its texts), per category and per shape."""
-    out = Block(metrics={f"t2s_{k}": v for k, v in
-                         text_to_shape(text_emb, shape_emb, text_shape, shape_keys, ndcg_k=ndcg_k).items()})
-    index = {k: i for i, k in enumerate(shape_keys)}
-    ranks = true_item_ranks(text_emb, shape_emb, [index[k] for k in text_shape])
-    values = {"t2s_RR@1": (ranks <= 1).astype(float), "t2s_RR@5": (ranks <= 5).astype(float),
-              f"t2s_NDCG@{ndcg_k}": np.where(ranks <= ndcg_k, 1.0 / np.log2(ranks + 1.0), 0.0)}
-    keys = np.asarray(text_shape, dtype=str)
+def per_query_block(metrics: dict, values: dict, keys, query_set: str, resamples: int, seed: int,
+                    category_of: dict) -> Block:
+    """A block of ``metrics`` whose per-query ``values`` (``{metric: array}``, each query of the shape
+    ``keys[i]``, of the query set ``query_set``) average to them: CIs over shapes (a drawn shape brings
+    all its queries; none for a non-finite metric), per-category means, per-shape means and counts."""
+    keys = np.asarray(keys, dtype=str)
     uniq, inv = np.unique(keys, return_inverse=True)
     counts = np.bincount(inv, minlength=len(uniq))
-    out.per_shape["_n"] = {"t2s": dict(zip(uniq.tolist(), counts.tolist(), strict=True))}
+    out = Block(metrics=dict(metrics))
+    out.per_shape["_n"] = {query_set: dict(zip(uniq.tolist(), counts.tolist(), strict=True))}
     cats = np.array([category_of.get(k, "unknown") for k in keys])
     for name, vals in values.items():
-        if resamples > 0:
+        vals = np.asarray(vals, dtype=float)
+        if resamples > 0 and len(vals) and np.isfinite(metrics.get(name, 0.0)):
             out.ci95[name] = bootstrap_ci(vals, keys, resamples=resamples, seed=seed)
         means = np.bincount(inv, weights=vals, minlength=len(uniq)) / np.maximum(counts, 1)
         out.per_shape[name] = dict(zip(uniq.tolist(), means.tolist(), strict=True))
         for cat in sorted(set(cats)):
             out.per_category.setdefault(str(cat), {})[name] = float(vals[cats == cat].mean())
     return out
+
+
+def text_to_shape_block(text_emb, shape_emb, text_shape, shape_keys, resamples: int, seed: int,
+                        category_of: dict, ndcg_k: int = 5) -> Block:
+    """``t2s_RR@1``, ``t2s_RR@5``, ``t2s_NDCG@5`` (Text2Shape's protocol, ``text_to_shape``) with CIs
+    over shapes (a drawn shape brings all its texts), per category and per shape."""
+    ranks = text_to_shape_ranks(text_emb, shape_emb, text_shape, shape_keys)
+    values = {f"t2s_{k}": v for k, v in text_to_shape_values(ranks, ndcg_k=ndcg_k).items()}
+    metrics = {name: float(v.mean()) for name, v in values.items()}
+    return per_query_block(metrics, values, text_shape, "t2s", resamples, seed, category_of)
 
 
 def caption_block(scores: dict, items: dict, prefix: str, resamples: int, seed: int,

@@ -53,12 +53,17 @@ def zero_shot_accuracy(query_emb, class_emb, labels, ks=(1, 3, 5)) -> dict:
     labels = np.asarray(labels)
     if len(labels) == 0:
         raise RetrievalInputError("zero_shot_accuracy needs at least one query, got none")
-    ranks = true_item_ranks(query_emb, class_emb, labels)
-    out = {f"top{k}": float(np.mean(ranks <= k)) for k in ks}
-    classes, inverse = np.unique(labels, return_inverse=True)
-    hits = np.bincount(inverse, weights=(ranks <= 1).astype(float), minlength=len(classes))
-    out["mean_per_class"] = float(np.mean(hits / np.bincount(inverse, minlength=len(classes))))
-    return out
+    return zero_shot_figures(true_item_ranks(query_emb, class_emb, labels), labels, ks)[0]
+
+
+def zero_shot_figures(ranks, labels, ks=(1, 3, 5)) -> tuple[dict, dict]:
+    """(``zero_shot_accuracy``'s figures, ``{"top<k>": per-query 0/1}``) from the true classes' ranks."""
+    hits = {f"top{k}": (np.asarray(ranks) <= k).astype(float) for k in ks}
+    out = {name: float(v.mean()) for name, v in hits.items()}
+    classes, inverse = np.unique(np.asarray(labels), return_inverse=True)
+    per_class = np.bincount(inverse, weights=(np.asarray(ranks) <= 1).astype(float), minlength=len(classes))
+    out["mean_per_class"] = float(np.mean(per_class / np.bincount(inverse, minlength=len(classes))))
+    return out, hits
 
 
 def text_to_shape(text_emb, shape_emb, text_shape, shape_keys, ks=(1, 5), ndcg_k: int = 5) -> dict:
@@ -66,6 +71,13 @@ def text_to_shape(text_emb, shape_emb, text_shape, shape_keys, ks=(1, 5), ndcg_k
     relevant among the gallery ``shape_emb`` (rows keyed by ``shape_keys``; pooled view embeddings).
     Returns ``{"RR@<k>": share of texts whose shape ranks <= k, "NDCG@5": mean of 1/log2(rank + 1)
     over texts whose shape ranks <= 5, else 0}``."""
+    ranks = text_to_shape_ranks(text_emb, shape_emb, text_shape, shape_keys)
+    values = text_to_shape_values(ranks, ks, ndcg_k)
+    return {name: float(v.mean()) for name, v in values.items()}
+
+
+def text_to_shape_ranks(text_emb, shape_emb, text_shape, shape_keys) -> np.ndarray:
+    """The rank of each text's shape among ``shape_keys`` (checked: unique keys, every text's shape in)."""
     index = {k: i for i, k in enumerate(shape_keys)}
     if len(index) != len(shape_keys):
         raise RetrievalInputError("shape_keys must be unique: one gallery row per shape")
@@ -74,8 +86,12 @@ def text_to_shape(text_emb, shape_emb, text_shape, shape_keys, ks=(1, 5), ndcg_k
         raise RetrievalInputError(f"texts of shapes missing from the gallery: {missing[:5]}")
     if len(text_shape) == 0:
         raise RetrievalInputError("text_to_shape needs at least one text, got none")
-    ranks = true_item_ranks(text_emb, shape_emb, [index[k] for k in text_shape])
-    out = {f"RR@{k}": float(np.mean(ranks <= k)) for k in ks}
-    gain = np.where(ranks <= ndcg_k, 1.0 / np.log2(ranks + 1.0), 0.0)
-    out[f"NDCG@{ndcg_k}"] = float(gain.mean())
+    return true_item_ranks(text_emb, shape_emb, [index[k] for k in text_shape])
+
+
+def text_to_shape_values(ranks, ks=(1, 5), ndcg_k: int = 5) -> dict:
+    """Per-text values whose means are ``text_to_shape``'s figures: ``{"RR@<k>": 0/1, "NDCG@5": gain}``."""
+    ranks = np.asarray(ranks)
+    out = {f"RR@{k}": (ranks <= k).astype(float) for k in ks}
+    out[f"NDCG@{ndcg_k}"] = np.where(ranks <= ndcg_k, 1.0 / np.log2(ranks + 1.0), 0.0)
     return out
