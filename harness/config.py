@@ -117,6 +117,13 @@ def validate_eval(ev: dict) -> None:
     from harness.evaluation.zero_shot import templates_of
 
     templates_of(ev.get("zs_templates"))
+    from harness.evaluation.sweeps import rotation_kinds, view_counts
+
+    view_counts(ev.get("views"))
+    rotation_kinds(ev.get("rotation"))
+    seed = ev.get("rotation_seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"eval.rotation_seed={seed!r} must be an integer >= 0")
 
 
 def resolve_render_size(cfg: dict, warn: bool = True) -> dict:

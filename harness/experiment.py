@@ -188,6 +188,17 @@ def config():
         # zero-shot classes from the category names through a prompt ensemble: render | photo | name
         # (harness.evaluation.zero_shot.TEMPLATE_SETS) or a list of templates with one {} each
         zs_templates="render",
+        # view-count sweep: also score retrieval / zero-shot with n evenly spaced views per shape for
+        # each n, e.g. [1, 2, 4, 12] -> result.by_views (None: off)
+        views=None,
+        # rotation robustness: re-render the evaluated shapes turned by a seeded random rotation about
+        # the up axis ("z") or in 3-D ("so3"), or both (a list) -> result.by_rotation (None: off);
+        # rotation_seed draws the rotations (fixed by default: every run sees the same rotated shapes)
+        rotation=None,
+        rotation_seed=0,
+        # per-query logs (id, top-10 with scores, rank of the first positive, zero-shot prediction) as
+        # the run's samples.jsonl.gz artifact
+        log_samples=False,
         # generative captioner (ClipCap-style prefix decoder on train captions), docs/evaluation.md: a
         # 1-layer, 96-wide decoder trained on batches of 32 captions until the validation loss of
         # held-out train shapes has not improved for `patience` epochs, then a learning-rate decay over

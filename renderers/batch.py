@@ -29,13 +29,17 @@ class RenderJob:
     """One shape to render: ``key`` = model path relative to the dataset root (the shape's identity).
 
     ``content_hash``: the mesh's :func:`~renderers.content.mesh_content_hash` when the caller knows it
-    (the dataset layer does, from its hash cache); computed here when None.
+    (the dataset layer does, from its hash cache); computed here when None. ``orientation``: a
+    rotation (9 floats, row-major; :mod:`renderers.orientation`) applied before the mesh is framed,
+    None to draw it as the file has it. The caller folds what decides it into the content hash or
+    the render config id, so renders of another orientation are never reused.
     """
 
     key: str
     category: str
     path: str
     content_hash: str | None = None
+    orientation: tuple | None = None
 
 
 @dataclass
@@ -190,7 +194,14 @@ def render_chunk(pixel_cfg: dict, render_dir: str, jobs: list) -> list[dict]:
             renderer = renderer or _renderer_for(pixel_cfg)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                images = renderer.render(job.path, pixel_cfg["rig"], **pixel_cfg["rig_options"])
+                mesh = job.path
+                if job.orientation is not None:
+                    from .mesh import load_mesh
+                    from .orientation import oriented
+
+                    mesh = oriented(load_mesh(job.path, normalize=False, max_faces=renderer.max_faces),
+                                    job.orientation)
+                images = renderer.render(mesh, pixel_cfg["rig"], **pixel_cfg["rig_options"])
             entry["warnings"] = sorted({str(w.message) for w in caught})
             folder = render_dir / entry["shape"]
             folder.mkdir(parents=True, exist_ok=True)

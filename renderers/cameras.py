@@ -111,6 +111,14 @@ def orbit_cameras(directions, width: int, height: int, center=(0, 0, 0), radius:
     return cams
 
 
+def spread_views(n_views: int, n: int) -> list[int]:
+    """``n`` view indices evenly spaced over a rig of ``n_views`` (deterministic; all of them when
+    ``n >= n_views``): on a ring rig, azimuths 360°/n apart, starting at the front view."""
+    if n >= n_views:
+        return list(range(n_views))
+    return sorted({round(i * n_views / n) % n_views for i in range(n)}) if n_views and n > 0 else []
+
+
 def ring_directions(n: int, elevation: float = 30.0) -> np.ndarray:
     """``n`` azimuths evenly spaced from 0° (camera on +Z, facing the model's front) at ``elevation``°."""
     az = np.radians(np.arange(n) * 360.0 / n)

@@ -54,6 +54,8 @@ def pixel_config(cfg: RenderConfig | Mapping) -> dict:
     out["lighting"] = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(lighting.items())}
     out["rig_options"] = dict(sorted((out["rig_options"] or {}).items()))
     out.pop("max_faces")  # decides failures, not pixels of rendered shapes
+    if cfg.get("rotation"):  # "<kind>:<seed>" of rotated test renders; absent otherwise (ids unchanged)
+        out["rotation"] = str(cfg["rotation"])
     out["renderer_version"] = RENDERER_VERSION
     return out
 

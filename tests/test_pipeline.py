@@ -28,7 +28,7 @@ def tiny_run(tmp_path_factory, store_dir, store_url):
 
     work = tmp_path_factory.mktemp("pipeline")
     cmd = [PYTHON, "-m", "harness", "with", "tiny", "train.mode=full", "train.epochs=2", "train.lr=0.0007",
-           "seed=3", "eval.bootstrap=50"]
+           "seed=3", "eval.bootstrap=50", "eval.views=[1,4]", "eval.rotation=so3", "eval.log_samples=True"]
     out = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=900,
                          env=python_env(HARNESS_STORE_DIR=store_dir))
     assert out.returncode == 0, out.stderr[-3000:]
@@ -87,6 +87,32 @@ def test_curves_and_artifacts_are_recorded(tiny_run):
     assert any("contact" in a for a in artifacts), artifacts
     assert any("retrieval" in a for a in artifacts), artifacts
     assert any("caption" in a for a in artifacts), artifacts
+
+
+def test_protocol_fields_through_the_cli(tiny_run, tmp_path):
+    """eval.views, eval.rotation and eval.log_samples given on the command line reach the record."""
+    import gridfs
+
+    from harness.evaluation.samples import read_samples
+
+    doc, db, _, _ = tiny_run
+    result = doc["result"]
+    m = result["metrics"]
+    for name in ("zs_top1", "zs_photo_top1", "t2s_RR@1", "t2s_NDCG@5", "probe_top1"):
+        assert 0 <= m[name] <= 1, name
+    assert list(result["by_views"]) == ["1", "4"]
+    assert all(isinstance(v, float) for v in result["by_views"]["4"].values())
+    assert {"i2t_R@1", "zs_top1", "t2s_RR@1", "photo2shape_R@1"} <= set(result["by_views"]["1"])
+    assert set(result["by_rotation"]) == {"so3"} and "zs_top1" in result["by_rotation"]["so3"]
+    assert result["provenance"]["rotation"]["so3"]["failed"] == 0
+    assert result["throughput"]["eval_rotation_seconds"] > 0
+    (artifact,) = [a for a in doc["artifacts"] if a["name"] == "samples.jsonl.gz"]
+    path = tmp_path / "samples.jsonl.gz"
+    path.write_bytes(gridfs.GridFS(db).get(artifact["file_id"]).read())
+    lines = read_samples(path)
+    i2t = [ln for ln in lines if ln["task"] == "i2t"]
+    assert len(i2t) == result["provenance"]["counts"]["shapes"]
+    assert sum(ln["rank"] == 1 for ln in i2t) / len(i2t) == pytest.approx(m["i2t_R@1"])
 
 
 def test_rerun_reuses_dataset_and_renders(tiny_run, store_dir):

@@ -16,10 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.evaluation import CaptioningJob, EvalContext, attach_artifacts, captioning_decision, photo_block
+from harness.evaluation import CaptioningJob, EvalContext, attach_artifacts, captioning_decision
 from harness.evaluation.context import torch_threads
-from harness.evaluation.probe import probe_block
-from harness.evaluation.zero_shot import class_embeddings, templates_of, zero_shot_block
+from harness.evaluation.photos import photo_queries
+from harness.evaluation.samples import sample_log
+from harness.evaluation.sweeps import by_views, check_view_counts, rotated, rotation_kinds, view_counts
+from harness.evaluation.tasks import Encoded, score
 from harness.experiment import ex
 
 if TYPE_CHECKING:
@@ -46,13 +48,7 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
     import models
     from harness.commands.render import shape_items
     from harness.config import load_config
-    from harness.metrics import (
-        java_executable,
-        per_shape_record,
-        retrieval_block,
-        retrieval_ranks,
-        text_to_shape_block,
-    )
+    from harness.metrics import java_executable, per_shape_record
     from harness.metrics.provenance import plain
 
     cfg = load_config(cfg)
@@ -73,50 +69,39 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
     ctx = EvalContext(bundle=bundle, prepared=prepared, render_dir=renders.render_dir,
                       render_config_id=renders.config_id, features_dir=Path(cfg.train.features_dir),
                       items=items, category_of={s.key: s.category for s in prepared.dataset.shapes},
-                      ks=tuple(int(k) for k in ev.ks), resamples=int(ev.bootstrap), seed=int(cfg.seed))
+                      ks=tuple(int(k) for k in ev.ks), resamples=int(ev.bootstrap), seed=int(cfg.seed),
+                      config=ev)
     keys = ctx.keys
 
+    view_sweep, rotations = view_counts(ev.views), rotation_kinds(ev.rotation)
+    check_view_counts(view_sweep, items)
     encode_stats: dict = {}
     with torch.no_grad():
         with ctx.timed("encode_images"):
-            shape_emb = models.encode_shapes(bundle, [it.views for it in items], cache_dir=ctx.features_dir,
-                                             render_config_id=ctx.render_config_id,
-                                             stats=encode_stats).numpy()
+            view_emb = models.encode_views(bundle, [it.views for it in items], cache_dir=ctx.features_dir,
+                                           render_config_id=ctx.render_config_id, stats=encode_stats)
+            shape_emb = models.pool_views(view_emb, bundle.pooling).numpy()
         texts = [c for it in items for c in it.captions]
-        text_shape = [it.key for it in items for _ in it.captions]
         with ctx.timed("encode_texts"):
             text_emb = models.encode_texts(bundle, texts).numpy()
+    enc = Encoded(shape_emb, text_emb, texts, [it.key for it in items for _ in it.captions])
     counts = {"shapes": len(keys), "texts": len(texts), "views": sum(len(it.views) for it in items)}
     captioner = None
-    if do_caption:  # the captioner's inputs now; it trains in a thread while photo→shape runs
+    if do_caption:  # the captioner's inputs now; it trains in a thread while the tasks run
         captioner = CaptioningJob(ctx, ev.captioner)
         captioner.start()
-    photo_stats: dict = {}
+    sweeps: dict = {}
     try:
         with torch_threads(1 if captioner is not None and captioner.running and ctx.on_cpu else None):
-            with ctx.timed("retrieval"):
-                ranks = retrieval_ranks(shape_emb, text_emb, keys, text_shape, text_strings=texts,
-                                        same_caption_match=bool(ev.same_caption_match))
-                block = retrieval_block(ranks, ctx.ks, ctx.resamples, ctx.seed, ctx.category_of)
-                block.merge(text_to_shape_block(text_emb, shape_emb, text_shape, keys, ctx.resamples,
-                                                ctx.seed, ctx.category_of))
-            photo_emb, photo_shapes = None, []
+            block = score(ctx, enc)
             if ev.photo2shape:
-                with ctx.timed("photo2shape"):
-                    photos, photo_emb, photo_shapes = photo_block(ctx, shape_emb, bool(ev.photo_mask),
-                                                                  photo_stats)
-                counts["photos"] = len(photo_shapes)
-                block.merge(photos)
-            with ctx.timed("zero_shot"):
-                zs_name, templates = templates_of(ev.zs_templates)
-                classes = sorted({s.category for s in prepared.dataset.shapes})
-                class_emb = class_embeddings(bundle, classes, templates)
-                block.merge(zero_shot_block(ctx, class_emb, classes, shape_emb, keys, "zs"))
-                if photo_shapes:
-                    block.merge(zero_shot_block(ctx, class_emb, classes, photo_emb, photo_shapes, "zs_photo"))
-            with ctx.timed("probe"):
-                probe, probe_info = probe_block(ctx)
-                block.merge(probe)
+                counts["photos"] = len(photo_queries(ctx).shapes)
+            if view_sweep:
+                with ctx.timed("view_sweep"):
+                    sweeps["by_views"] = by_views(ctx, enc, view_emb, view_sweep)
+            for kind in rotations:
+                with ctx.timed("rotation"):
+                    sweeps.setdefault("by_rotation", {})[kind] = _rotation(cfg, ctx, enc, kind)
         if captioner is not None and captioner.running:
             # METEOR loads its paraphrase table (seconds of JVM start-up) while the captioner still
             # trains, not while the models encode (no-op when the process's JVMs already run)
@@ -137,25 +122,42 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
 
     eval_seconds = time.perf_counter() - start
     throughput = _throughput(ctx, renders, trained, eval_seconds,
-                             {"encode": encode_stats, "photos": photo_stats,
+                             {"encode": encode_stats,
+                              "photos": photo_queries(ctx).stats if ev.photo2shape else {},
                               "photo_count": counts.get("photos"),
                               "captioner_from_cache": captioner_info.get("from_cache")})
     provenance = {**_provenance(cfg, prepared, renders, bundle, checkpoint), "counts": counts,
-                  "captioning": caption_status,
-                  "zs_templates": {"name": zs_name, "templates": list(templates), "classes": classes},
-                  "probe": probe_info}
+                  "captioning": caption_status, **ctx.provenance}
     if captioner_info:
         provenance["captioner"] = captioner_info
     result = plain({"metrics": block.metrics, "ci95": block.ci95, "per_category": block.per_category,
-                    "throughput": throughput, "provenance": provenance})
+                    **sweeps, "throughput": throughput, "provenance": provenance})
     if run is not None:
         from harness.evaluation.report import top_captions
 
         for name, seconds in ctx.timings.items():
             run.log_scalar(f"eval.{name}_seconds", float(seconds))
         run.info["per_shape"] = plain(per_shape_record(block.per_shape))
-        attach_artifacts(run, items, top_captions(shape_emb[:4], text_emb, texts, keys[:4]), samples)
+        attach_artifacts(run, items, top_captions(shape_emb[:4], text_emb, texts, keys[:4]), samples,
+                         sample_log(ctx, enc) if ev.log_samples else None)
     return result
+
+
+def _rotation(cfg, ctx: EvalContext, enc: Encoded, kind: str) -> dict:
+    """``result.by_rotation[kind]``: the evaluated shapes rendered turned by their seeded ``kind``
+    rotation (cached like any render), scored by the sweep tasks; what was done goes to the provenance."""
+    from harness.commands.render import rotated_renders, shape_items
+
+    seed = int(cfg.eval.rotation_seed)
+    renders = rotated_renders(cfg, ctx.prepared, ctx.keys, kind, seed)
+    items = shape_items(ctx.prepared, renders.render_dir, ctx.keys)
+    ctx.provenance.setdefault("rotation", {})[kind] = {
+        "seed": seed, "render_config_id": renders.config_id, "renders_fingerprint": renders.fingerprint,
+        "shapes": len(items), "failed": len(ctx.keys) - len(items)}
+    if not items:
+        log.warning("evaluate: no %s-rotated render succeeded; by_rotation.%s left out", kind, kind)
+        return {}
+    return rotated(ctx, enc, items, renders.config_id)
 
 
 def _throughput(ctx: EvalContext, renders, trained, eval_seconds: float, stats: dict) -> dict:

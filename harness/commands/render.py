@@ -30,21 +30,41 @@ def _mesh_file(prepared, shape) -> str:
 
 
 def content_hashes(prepared) -> dict[str, str]:
-    """``{shape key: mesh content hash}``: the data layer's (cached) hashes; computed for datasets
-    that come without them."""
+    """``{shape key: render identity}``: the mesh content hash (the data layer's cached one, computed
+    for datasets that come without it), with the up axis appended when the file is not Y-up, so
+    renders made for another ``data.up_axis`` are never reused."""
     from renderers import mesh_content_hash
 
-    return {s.key: getattr(s, "content_hash", None) or mesh_content_hash(_mesh_file(prepared, s))
-            for s in prepared.dataset.shapes}
+    out = {}
+    for s in prepared.dataset.shapes:
+        h = getattr(s, "content_hash", None) or mesh_content_hash(_mesh_file(prepared, s))
+        up = _up_axis(s)
+        out[s.key] = h if up == "y" else f"{h}+up-{up}"
+    return out
 
 
-def render_jobs(prepared) -> list:
-    """One ``RenderJob`` per shape of ``prepared.dataset`` (key = model path rel. to the dataset root)."""
-    from renderers import RenderJob
+def _up_axis(shape) -> str:
+    return str(getattr(shape, "up_axis", None) or "y").lower()
+
+
+def render_jobs(prepared, keys=None, rotation: tuple[str, int] | None = None) -> list:
+    """One ``RenderJob`` per shape of ``prepared.dataset`` (or of ``keys``; key = model path rel. to
+    the dataset root), turned upright from its file's up axis and then by ``rotation`` = (kind, seed)
+    (``renderers.random_rotation``) when given."""
+    from renderers import RenderJob, as_orientation, random_rotation, up_axis_matrix
 
     hashes = content_hashes(prepared)
-    return [RenderJob(s.key, s.category, _mesh_file(prepared, s), hashes[s.key])
-            for s in prepared.dataset.shapes]
+    wanted = None if keys is None else set(keys)
+    jobs = []
+    for s in prepared.dataset.shapes:
+        if wanted is not None and s.key not in wanted:
+            continue
+        turn = up_axis_matrix(_up_axis(s))
+        if rotation is not None:
+            turn = random_rotation(rotation[0], rotation[1], s.key) @ turn
+        jobs.append(RenderJob(s.key, s.category, _mesh_file(prepared, s), hashes[s.key],
+                              as_orientation(turn)))
+    return jobs
 
 
 def usable_views(prepared, render_dir) -> dict[str, list[str]]:
@@ -81,10 +101,6 @@ def renders_fingerprint(config_id: str, prepared, usable: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def _sheet_views(n_views: int, n: int = 4) -> list[int]:
-    return sorted({round(i * n_views / n) % n_views for i in range(n)}) if n_views else []
-
-
 def render_stage(cfg: Config | Mapping, run=None, *, prepared) -> RenderStage:
     """Render the dataset's shapes with ``cfg.render`` (resumable); with a Sacred ``run``, log
     ``render.views_per_s`` (only when this run rendered something: a cache hit is not a speed), put
@@ -93,7 +109,7 @@ def render_stage(cfg: Config | Mapping, run=None, *, prepared) -> RenderStage:
     cfg: the Config (a mapping is converted once, keys and render section checked).
     """
     from harness.config import load_config
-    from renderers import contact_sheet, read_manifest, render_batch
+    from renderers import contact_sheet, read_manifest, render_batch, spread_views
 
     cfg = load_config(cfg, check=False)
     render = cfg.render
@@ -115,8 +131,24 @@ def render_stage(cfg: Config | Mapping, run=None, *, prepared) -> RenderStage:
             n_views = len(manifest[ok[0]]["views"])
             shard = str(render.shard).replace("/", "of")
             path = Path(summary.render_dir) / f"contact_sheet_{shard}.png"
-            contact_sheet(summary.render_dir, ok, views=_sheet_views(n_views), size=128).save(path)
+            contact_sheet(summary.render_dir, ok, views=spread_views(n_views, 4), size=128).save(path)
             run.add_artifact(str(path), name="render_contact_sheet.png")
+    return RenderStage(summary.render_dir, summary.config_id, info, fingerprint)
+
+
+def rotated_renders(cfg: Config, prepared, keys, kind: str, seed: int) -> RenderStage:
+    """Renders of the shapes ``keys``, each turned by its seeded rotation of ``kind`` (``z`` | ``so3``):
+    the rotation-robustness evaluation's images. They are cached like any other renders, in their own
+    folder (the render config id carries ``<kind>:<seed>``), so evaluating again renders nothing."""
+    from registries import as_dict
+    from renderers import render_batch
+
+    render = cfg.render
+    rotated = {**as_dict(render), "rotation": f"{kind}:{int(seed)}"}
+    summary = render_batch(render_jobs(prepared, keys, rotation=(kind, int(seed))), render.out, rotated,
+                           scheduler=render.scheduler, workers=render.workers, progress=True)
+    info = summary.as_dict()
+    fingerprint = renders_fingerprint(summary.config_id, prepared, usable_views(prepared, summary.render_dir))
     return RenderStage(summary.render_dir, summary.config_id, info, fingerprint)
 
 

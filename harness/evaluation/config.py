@@ -19,4 +19,8 @@ class EvalConfig:
     checkpoint: str | None
     photo_mask: bool
     zs_templates: str | tuple  # a named set of harness.evaluation.zero_shot.TEMPLATE_SETS, or templates
+    views: tuple | int | None  # view counts of the view sweep (harness.evaluation.sweeps)
+    rotation: str | tuple | None  # "z" | "so3" | both: the rotation-robustness evaluation
+    rotation_seed: int
+    log_samples: bool
     captioner: CaptionerConfig

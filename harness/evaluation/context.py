@@ -13,7 +13,9 @@ class EvalContext:
     """One evaluation's inputs, built once by the evaluate stage and handed to its parts.
 
     ``items``: the evaluated split's ``ShapeItem``s (shapes with usable renders and captions);
-    ``timings``: ``{step: seconds}``, filled by the parts (recorded as ``eval_<step>_seconds``).
+    ``config``: the ``eval`` section; ``timings``: ``{step: seconds}``, filled by the parts (recorded
+    as ``eval_<step>_seconds``); ``provenance``: what the parts add to ``result.provenance`` (e.g. the
+    probe's C); ``memo``: work the parts share within one evaluation (see :meth:`once`).
     """
 
     bundle: Any
@@ -26,7 +28,10 @@ class EvalContext:
     ks: tuple
     resamples: int
     seed: int
+    config: Any = None
     timings: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    memo: dict = field(default_factory=dict)
 
     @property
     def keys(self) -> list[str]:
@@ -35,6 +40,13 @@ class EvalContext:
     @property
     def on_cpu(self) -> bool:
         return self.bundle.device.type == "cpu"
+
+    def once(self, name: str, compute):
+        """``compute()``'s value, computed the first time ``name`` is asked for in this evaluation
+        (photo embeddings, class embeddings: the view sweep and the rotation reuse them)."""
+        if name not in self.memo:
+            self.memo[name] = compute()
+        return self.memo[name]
 
     def timed(self, step: str):
         """``with ctx.timed("retrieval"): ...`` adds the block's seconds to ``timings[step]``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,19 +15,49 @@ from harness.metrics import Block, photo_ranks, retrieval_block
 from .context import EvalContext
 
 
-def photo_block(ctx: EvalContext, shape_emb: np.ndarray, use_mask: bool,
-                stats: dict) -> tuple[Block, np.ndarray, list[str]]:
-    """(photo2shape figures, the photo queries' embeddings, each photo's shape) of the photos of
-    ``ctx.items``' shapes. Crops are kept in ``<features_dir>/photo_crops/``; ``stats`` gets
-    encode_photos' counts."""
-    jobs = photo_jobs(ctx.prepared, set(ctx.keys), Path(ctx.features_dir) / "photo_crops",
-                      ctx.bundle.image_size, use_mask)
-    if not jobs:
-        return Block(), np.zeros((0, 0), dtype=np.float32), []
-    photo_emb = encode_photos(ctx.bundle, jobs, ctx.features_dir, use_mask, stats)
-    shapes = [j.shape for j in jobs]
-    ranks = {"photo2shape": photo_ranks(photo_emb, shape_emb, shapes, ctx.keys)}
-    return retrieval_block(ranks, ctx.ks, ctx.resamples, ctx.seed, ctx.category_of), photo_emb, shapes
+@dataclass(frozen=True)
+class PhotoQueries:
+    """The photo queries of one evaluation: embeddings (N, D), each photo's shape and id (its image
+    path relative to the dataset root), and ``encode_photos``' counts."""
+
+    emb: np.ndarray
+    shapes: list
+    ids: list
+    stats: dict
+
+    def of(self, keys) -> PhotoQueries:
+        """The photos of the shapes ``keys`` only (a gallery without some shapes)."""
+        keep = set(keys)
+        rows = [i for i, s in enumerate(self.shapes) if s in keep]
+        if len(rows) == len(self.shapes):
+            return self
+        return PhotoQueries(self.emb[rows], [self.shapes[i] for i in rows], [self.ids[i] for i in rows],
+                            self.stats)
+
+
+def photo_queries(ctx: EvalContext) -> PhotoQueries:
+    """The photos of ``ctx.items``' shapes, encoded (crops kept in ``<features_dir>/photo_crops/``);
+    computed once per evaluation (``ctx.once``): the view sweep and the rotation reuse them."""
+    def compute():
+        use_mask = bool(getattr(ctx.config, "photo_mask", True))
+        jobs = photo_jobs(ctx.prepared, set(ctx.keys), Path(ctx.features_dir) / "photo_crops",
+                          ctx.bundle.image_size, use_mask)
+        stats: dict = {}
+        emb = (encode_photos(ctx.bundle, jobs, ctx.features_dir, use_mask, stats) if jobs
+               else np.zeros((0, 0), dtype=np.float32))
+        root = Path(ctx.prepared.root)
+        ids = [str(j.img.relative_to(root)) if j.img.is_relative_to(root) else str(j.img) for j in jobs]
+        return PhotoQueries(emb, [j.shape for j in jobs], ids, stats)
+
+    return ctx.once("photos", compute).of(ctx.keys)
+
+
+def photo_block(ctx: EvalContext, shape_emb: np.ndarray, photos: PhotoQueries) -> Block:
+    """photo2shape figures of ``photos`` against the shapes (rows of ``shape_emb``, ``ctx.keys``)."""
+    if not photos.shapes:
+        return Block()
+    ranks = {"photo2shape": photo_ranks(photos.emb, shape_emb, photos.shapes, ctx.keys)}
+    return retrieval_block(ranks, ctx.ks, ctx.resamples, ctx.seed, ctx.category_of)
 
 
 def encode_photos(bundle, jobs: list[PhotoJob], features_dir, use_mask: bool, stats: dict,

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 
-def attach_artifacts(run, items, ranked: dict, samples: dict) -> None:
+def attach_artifacts(run, items, ranked: dict, samples: dict, sample_lines: list | None = None) -> None:
     """Write the artifacts in a temporary folder, attach them to ``run`` (its observers copy them) and
-    remove the folder. An artifact that cannot be written is a warning in ``run.info``, never a lost run."""
+    remove the folder. An artifact that cannot be written is a warning in ``run.info``, never a lost run.
+    ``samples``: the captioners' captions; ``sample_lines``: the per-query log (``eval.log_samples``)."""
     with tempfile.TemporaryDirectory(prefix="clip3d-eval-") as tmp:
         work = Path(tmp)
         try:
@@ -23,6 +24,14 @@ def attach_artifacts(run, items, ranked: dict, samples: dict) -> None:
             csv_path, md_path = caption_table(work, samples)
             run.add_artifact(str(csv_path), name="caption_samples.csv")
             run.add_artifact(str(md_path), name="caption_samples.md")
+        if sample_lines is not None:
+            from .samples import write_samples
+
+            try:
+                path = write_samples(work / "samples.jsonl.gz", sample_lines)
+                run.add_artifact(str(path), name="samples.jsonl.gz")
+            except OSError as exc:
+                run.info.setdefault("warnings", []).append(f"samples.jsonl.gz not written: {exc}")
 
 
 def top_captions(query_emb, text_emb, texts, keys, k: int = 5) -> dict:

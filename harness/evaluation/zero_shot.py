@@ -14,6 +14,7 @@ from models.errors import ConfigError
 from registries import Registry
 
 from .context import EvalContext
+from .photos import photo_queries
 
 # Render-aware by default: the shapes are renders on white, the photos are photos.
 TEMPLATE_SETS = Registry("eval.zs_templates", {
@@ -61,3 +62,22 @@ def zero_shot_block(ctx: EvalContext, class_emb: np.ndarray, classes: list[str],
     return per_query_block({f"{prefix}_{k}": v for k, v in figures.items()},
                            {f"{prefix}_{k}": v for k, v in hits.items()}, query_shapes, prefix,
                            ctx.resamples, ctx.seed, ctx.category_of)
+
+
+def zero_shot_task(ctx: EvalContext, enc) -> Block:
+    """The zero-shot task: ``zs_*`` of the shapes (``enc.shapes``) and, when photo → shape runs,
+    ``zs_photo_*`` of the photos; the classes are the dataset's categories, embedded once per evaluation
+    (``ctx.once``) and recorded in ``ctx.provenance["zs_templates"]``."""
+    def classes():
+        name, templates = templates_of(ctx.config.zs_templates)
+        names = sorted({s.category for s in ctx.prepared.dataset.shapes})
+        ctx.provenance["zs_templates"] = {"name": name, "templates": list(templates), "classes": names}
+        return names, class_embeddings(ctx.bundle, names, templates)
+
+    names, class_emb = ctx.once("classes", classes)
+    block = zero_shot_block(ctx, class_emb, names, enc.shapes, ctx.keys, "zs")
+    if ctx.config.photo2shape:
+        photos = photo_queries(ctx)
+        if photos.shapes:
+            block.merge(zero_shot_block(ctx, class_emb, names, photos.emb, photos.shapes, "zs_photo"))
+    return block
