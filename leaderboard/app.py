@@ -19,8 +19,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from leaderboard import access
+from leaderboard import access, charts, protocols
 from leaderboard import queries as q
+from leaderboard.charts import pick_runs
 
 DEFAULT_SHOWN = ["i2t_R@1", "i2t_R@5", "t2i_R@1", "t2i_R@5", "photo2shape_R@1", "zs_top1", "cap_ret_CIDEr",
                  "probe_top1"]
@@ -97,85 +98,43 @@ def highlight_best(table: pd.DataFrame, columns: list[str]):
 
 def view_leaderboard(frame: pd.DataFrame, metrics: list[str]) -> None:
     left, mid, right = st.columns([2, 3, 1])
-    metric = left.selectbox("Ranking metric", metrics, index=0, key="rank_metric",
+    # rotation columns (rot_so3/i2t_R@1, ...) rank like any metric; view sweeps are in the Views chart
+    rankable = metrics + frame.attrs.get("rotation", [])
+    metric = left.selectbox("Ranking metric", rankable, index=0, key="rank_metric",
                             help="Direction is declared per metric (medR: lower is better).")
     grouped = right.toggle("Group seeds", key="group_seeds")
-    shown = mid.multiselect("Columns", metrics, default=[m for m in DEFAULT_SHOWN if m in metrics],
+    use_borda = right.toggle("Borda rank", key="borda",
+                             help="Rank by Borda count over the shown columns (MTEB's summary): a run "
+                                  "earns a point per run it beats on each column, half per tie.")
+    shown = mid.multiselect("Columns", rankable, default=[m for m in DEFAULT_SHOWN if m in metrics],
                             key="shown_metrics")
     shown = [metric] + [m for m in shown if m != metric]
-    st.caption(f"Ranked by **{metric}** ({q.direction(metric)} is better); rank interval from the runs' "
-               "bootstrap 95 % CIs.")
+    shown += [c for c in protocols.rotation_columns(frame, protocols.base_metric(metric)) if c not in shown]
+    if use_borda and not grouped:
+        table = protocols.borda(frame, shown, {m: q.direction(m) == "higher" for m in shown})
+        table = table.rename(columns={"borda_rank": "rank"}).assign(rank_interval="")
+        st.caption(f"Ranked by **Borda count** over {len(shown)} columns ({', '.join(shown)}).")
+        lead = ["rank", "borda"]
+    else:
+        st.caption(f"Ranked by **{metric}** ({q.direction(metric)} is better); rank interval from the "
+                   "runs' bootstrap 95 % CIs." + (" (Borda rank: ungroup the seeds.)" if use_borda else ""))
+        lead = ["rank", "rank_interval"]
     if grouped:
         table = q.rank_groups(q.group_runs(frame, shown), metric)
-        columns = ["rank", "rank_interval", *q.GROUP_KEYS, "n"]
+        columns = [*lead, *q.GROUP_KEYS, "n"]
         for m in shown:
             columns += [m, f"{m} ±"]
         table = table[columns]
     else:
-        table = q.rank_runs(frame, metric)
-        table = table[["rank", "rank_interval", "run_id", "model", "pretrained", "mode", *shown, "pooling",
-                       "dataset", "seed", "state", "training", "tags"]]
+        table = table if use_borda else q.rank_runs(frame, metric)
+        table = table[[*lead, "run_id", "model", "pretrained", "mode", *shown, "pooling", "dataset", "seed",
+                       "state", "training", "tags"]]
     # deferred: the CSV of every filtered run is built only when the button is clicked
     st.download_button("Download CSV", lambda: q.to_csv(table), file_name="leaderboard.csv", mime="text/csv",
                        key="csv")
     if len(table) > ROWS_SHOWN:
         st.caption(f"Showing the top {ROWS_SHOWN} of {len(table)} rows (the CSV holds all).")
     st.dataframe(highlight_best(table.head(ROWS_SHOWN), shown), hide_index=True, key="table")
-
-
-def view_pareto(frame: pd.DataFrame, metrics: list[str]) -> None:
-    axes = [c for c in frame.attrs.get("throughput", []) if c in frame] + ["params"]
-    left, right = st.columns(2)
-    y = left.selectbox("Quality metric", metrics, key="pareto_y")
-    x = right.selectbox("Against", axes, key="pareto_x",
-                        index=axes.index("tp_encode_images_per_s") if "tp_encode_images_per_s" in axes else 0)
-    data = frame[["run_id", "model", "mode", x, y]].dropna()
-    if not len(data):
-        st.info(f"No run has both {x} and {y}.")
-        return
-    x_higher = x != "params" and q.direction(x) == "higher"
-    data = data.assign(front=q.pareto_front(data[x], data[y], x_higher, q.direction(y) == "higher"))
-    # plain field names: altair reads ":" and "." in names as type and nesting markers
-    plot = data.rename(columns={x: "x", y: "y"})
-    base = alt.Chart(plot).encode(x=alt.X("x:Q", scale=alt.Scale(type="log"), title=x),
-                                  y=alt.Y("y:Q", title=y))
-    points = base.mark_circle(size=50).encode(
-        color=alt.Color("front:N", scale=alt.Scale(domain=[True, False], range=["#d62728", "#bbbbbb"])),
-        tooltip=["run_id", "model", "mode", alt.Tooltip("x:Q", title=x), alt.Tooltip("y:Q", title=y)])
-    line = base.transform_filter("datum.front").mark_line(color="#d62728")
-    st.altair_chart(points + line, width="stretch")
-    st.caption(f"Pareto front: {int(data['front'].sum())} of {len(data)} runs.")
-    st.dataframe(data[data["front"]].sort_values(x), hide_index=True)
-
-
-def pick_runs(frame: pd.DataFrame, label: str, key: str, default_n: int) -> list:
-    ranked = q.rank_runs(frame, q.DEFAULT_METRIC) if q.DEFAULT_METRIC in frame else frame
-    options = ranked["run_id"].tolist()
-    return st.multiselect(label, options, default=options[:default_n], key=key)
-
-
-def view_heatmap(frame: pd.DataFrame, db) -> None:
-    run_ids = pick_runs(frame, "Runs", "heat_runs", 8)
-    if not run_ids:
-        st.info("Select runs to compare per category.")
-        return
-    names = q.per_category_metrics(db, run_ids)
-    if not names:
-        st.info("None of the selected runs recorded per-category results.")
-        return
-    metric = st.selectbox("Metric", names, key="heat_metric")
-    table = q.load_per_category(db, run_ids, metric)
-    long = table.reset_index().melt(id_vars="run_id", var_name="category", value_name="value")
-    long["run"] = long["run_id"].astype(str)
-    order = [str(r) for r in run_ids]
-    chart = alt.Chart(long).mark_rect().encode(
-        x=alt.X("category:N"), y=alt.Y("run:N", sort=order),
-        color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis"), title=metric),
-        tooltip=["run", "category", alt.Tooltip("value:Q", title=metric)])
-    text = alt.Chart(long).mark_text(fontSize=10, color="white").encode(
-        x="category:N", y=alt.Y("run:N", sort=order), text=alt.Text("value:Q", format=".2f"))
-    st.altair_chart(chart + text, width="stretch")
-    st.dataframe(table, key="heat_table")
 
 
 def view_compare(frame: pd.DataFrame, db, metrics: list[str]) -> None:
@@ -305,8 +264,9 @@ def view_detail(frame: pd.DataFrame, db, policy: access.EditPolicy) -> None:
 # view name → function(filtered runs, db, metric names, app arguments)
 VIEWS = {
     "Leaderboard": lambda frame, db, metrics, args: view_leaderboard(frame, metrics),
-    "Pareto": lambda frame, db, metrics, args: view_pareto(frame, metrics),
-    "Per category": lambda frame, db, metrics, args: view_heatmap(frame, db),
+    "Pareto": lambda frame, db, metrics, args: charts.view_pareto(frame, metrics),
+    "Views": lambda frame, db, metrics, args: charts.view_views(frame),
+    "Per category": lambda frame, db, metrics, args: charts.view_heatmap(frame, db),
     "Compare": lambda frame, db, metrics, args: view_compare(frame, db, metrics),
     "Run detail": lambda frame, db, metrics, args: view_detail(frame, db, edit_policy(args)),
 }

@@ -116,7 +116,22 @@ def make_run(run_id: int, rng: np.random.Generator, n_shapes: int = 40) -> dict:
                        "model": name, "pretrained": pretrained, "weights_sha256": "ab" * 32,
                        "metric_impl": {"retrieval": "1"}, "git_commit": "44e890a", "seed": seed},
     }
+    if run_id % 2:  # every other run has a view-count sweep and a rotation evaluation
+        doc["result"].update(_sweeps(run_id, metrics))
     return doc
+
+
+def _sweeps(run_id: int, metrics: dict) -> dict:
+    """``by_views`` (accuracy rising with the number of views, as Duoduo CLIP reports) and ``by_rotation``
+    (lower under rotation) of a demo run; its own generator, so the other demo figures stay as they were."""
+    rng = np.random.default_rng(10_000 + int(run_id))
+    names = ("i2t_R@1", "t2i_R@1", "zs_top1")
+    by_views = {str(n): {m: float(np.clip(metrics[m] * (0.55 + 0.45 * np.log2(n) / np.log2(12))
+                                          + rng.normal(0, 0.01), 0, 1)) for m in names if m in metrics}
+                for n in (1, 2, 4, 12)}
+    by_rotation = {"so3": {m: float(np.clip(metrics[m] * rng.uniform(0.5, 0.8), 0, 1))
+                           for m in names if m in metrics}}
+    return {"by_views": by_views, "by_rotation": by_rotation}
 
 
 def make_runs(n: int, seed: int = 0, n_shapes: int = 40) -> list[dict]:

@@ -20,6 +20,8 @@ from harness.metrics import direction as metric_direction
 from runstore import PROBABLY_DEAD as PROBABLY_DEAD  # re-exported for the app and tests
 from runstore import effective_status
 
+from .protocols import base_metric, is_rotation, is_views, sweep_columns
+
 DEFAULT_METRIC = "i2t_R@1"
 GROUP_KEYS = ["model", "pretrained", "mode", "pooling", "dataset"]
 ID_COLUMNS = ["run_id", "experiment", "state", "status", "start_time", "model", "pretrained", "mode",
@@ -30,8 +32,9 @@ SEARCHED = ["run_id", "experiment", "model", "pretrained", "mode", "pooling", "d
             "state"]
 # MongoDB paths the main table needs: nothing else is transferred.
 def direction(name: str) -> str:
-    """``"higher"`` or ``"lower"`` is better, as declared in ``harness.metrics`` (``tp_`` columns too)."""
-    bare = name[len(THROUGHPUT_PREFIX):] if name.startswith(THROUGHPUT_PREFIX) else name
+    """``"higher"`` or ``"lower"`` is better, as declared in ``harness.metrics`` (``tp_``, view-sweep and
+    rotation columns too: those of their metric)."""
+    bare = name[len(THROUGHPUT_PREFIX):] if name.startswith(THROUGHPUT_PREFIX) else base_metric(name)
     return metric_direction(bare)
 
 
@@ -112,6 +115,8 @@ def run_row(doc: dict, now: dt.datetime | None = None) -> tuple[dict | None, str
     for name, value in (result_metrics or {}).items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             row[name] = float(value)
+    row.update(sweep_columns({"by_views": get_path(doc, "result.by_views"),
+                              "by_rotation": get_path(doc, "result.by_rotation")}))
     throughput = get_path(doc, "result.throughput")
     if isinstance(throughput, dict):
         for name, value in throughput.items():
@@ -138,8 +143,11 @@ def rows_to_frame(docs, now: dt.datetime | None = None) -> pd.DataFrame:
 def _frame(rows: list[dict], skipped: Counter) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=None if rows else ID_COLUMNS + ["ci95", SEARCH_COLUMN])
     extra = [c for c in frame.columns if c not in ID_COLUMNS and c not in ("ci95", SEARCH_COLUMN)]
-    frame.attrs["metrics"] = sorted(c for c in extra if not c.startswith(THROUGHPUT_PREFIX))
+    frame.attrs["views"] = sorted(c for c in extra if is_views(c))
+    frame.attrs["rotation"] = sorted(c for c in extra if is_rotation(c))
     frame.attrs["throughput"] = sorted(c for c in extra if c.startswith(THROUGHPUT_PREFIX))
+    other = set(frame.attrs["views"]) | set(frame.attrs["rotation"]) | set(frame.attrs["throughput"])
+    frame.attrs["metrics"] = sorted(c for c in extra if c not in other)
     frame.attrs["skipped"] = sum(skipped.values())
     frame.attrs["skip_reasons"] = dict(skipped)
     if len(frame):

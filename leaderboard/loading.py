@@ -21,10 +21,11 @@ RUN_FIELDS = ["experiment.name", "status", "start_time", "stop_time", "heartbeat
               "config.model.name", "config.model.pretrained", "config.model.pooling", "config.train.mode",
               "config.data.root", "config.data.synth_preset", "config.seed",
               "result.metrics", "result.ci95", "result.throughput", "result.provenance.dataset_fingerprint",
+              "result.by_views", "result.by_rotation",
               "omniboard.tags", "omniboard.notes", "meta.comment", "info.params",
               "info.reused_checkpoint", "info.resumed_from"]
 # Bumped whenever RUN_FIELDS or run_row change what a row holds: older cached rows are rebuilt.
-ROW_CACHE_VERSION = 2
+ROW_CACHE_VERSION = 3
 INDEXES = {"runs": [[("status", 1)], [("start_time", -1)], [("experiment.name", 1)]],
            "metrics": [[("run_id", 1), ("name", 1)]]}
 _INDEXED: set = set()

@@ -372,6 +372,55 @@ def test_app_pareto_heatmap_compare_views(filled, app_env):
     assert "Select at least two runs." in [i.value for i in at.info]
 
 
+def test_app_rotation_column_borda_rank_and_views_chart(filled, app_env):
+    from leaderboard import protocols
+
+    db, runs = filled
+    at = app_env("lb_filled")
+    at.run()
+    table = at.dataframe[0].value
+    assert "rot_so3/i2t_R@1" in table.columns  # the ranked metric under rotation, beside it
+    at.selectbox(key="rank_metric").set_value("rot_so3/i2t_R@1").run()  # rankable like any metric
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert table["rot_so3/i2t_R@1"].iloc[0] == table["rot_so3/i2t_R@1"].max()
+
+    at.selectbox(key="rank_metric").set_value("i2t_R@1").run()
+    at.toggle(key="borda").set_value(True).run()
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert "borda" in table.columns and table["borda"].is_monotonic_decreasing
+    columns = list(table.columns)
+    shown = columns[columns.index("mode") + 1:columns.index("pooling")]  # the ranked columns
+    assert shown[0] == "i2t_R@1" and "rot_so3/i2t_R@1" in shown and "zs_top1" not in shown  # (no demo zs)
+    want = protocols.borda(q.load_runs(db), shown, {m: q.direction(m) == "higher" for m in shown})
+    assert (dict(zip(table["run_id"], table["borda"], strict=True))
+            == dict(zip(want["run_id"], want["borda"], strict=True)))
+    assert table["rank"].tolist() == sorted(table["rank"])
+    assert any("Borda count" in c.value for c in at.caption)
+    at.toggle(key="borda").set_value(False).run()
+
+    at.sidebar.radio(key="view").set_value("Views").run()
+    no_exceptions(at)
+    assert at.selectbox(key="views_metric").value == "i2t_R@1"
+    swept = [r for r in runs if "by_views" in r.get("result", {})]
+    views = at.dataframe[0].value
+    assert len(views) == len(swept) and list(views.columns) == ["1 views", "2 views", "4 views", "12 views"]
+    assert any("4 views" in str(c) or "runs;" in c.value for c in at.caption)
+
+
+def test_app_views_without_sweeps_says_how(mongo_client, app_env):
+    mongo_client.drop_database("lb_nosweep")
+    docs = [d for d in demo.make_runs(4, seed=1) if "by_views" not in d.get("result", {})]
+    mongo_client["lb_nosweep"].runs.insert_many(docs)
+    at = app_env("lb_nosweep")
+    at.run()
+    at.sidebar.radio(key="view").set_value("Views").run()
+    no_exceptions(at)
+    assert any("eval.views=[1,2,4,12]" in i.value for i in at.info)
+    mongo_client.drop_database("lb_nosweep")
+
+
 def test_app_run_detail_saves_tags_and_notes(filled, app_env):
     db, runs = filled
     with_artifact = runs[0]["_id"]  # run 1 carries artifacts (artifact_every=5)
