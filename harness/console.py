@@ -116,6 +116,7 @@ def input_error_types() -> tuple:
     names = {
         "models.errors": ("ModelsError",),  # ConfigError, unknown model/tag, weights missing or wrong
         "harness.data.pix3d": ("Pix3DError",),
+        "harness.data.formats.base": ("DatasetError",),
         "harness.data.splits": ("SplitError",),
         "harness.data.captions": ("CaptionsError",),
         "harness.data.synth": ("SynthError",),
@@ -186,6 +187,28 @@ def metric_lines(metrics: dict, ci95: dict | None = None) -> list[str]:
     return [clip(f"  {g:<{width}}  " + "  ".join(groups[g])) for g in order]
 
 
+SWEEP_HEADLINE = ("i2t_R@1", "t2i_R@1", "t2s_RR@1", "photo2shape_R@1", "zs_top1")
+
+
+def sweep_lines(result: dict) -> list[str]:
+    """The view-count sweep and rotations of an evaluation's ``result``, a few headline metrics each:
+    ``by views (1/2/4/12)  i2t_R@1 0.11/0.17/0.22/0.28 ...``, ``rotated so3  i2t_R@1 0.22 (upright 0.28)``."""
+    lines = []
+    by_views = result.get("by_views") if isinstance(result.get("by_views"), dict) else {}
+    if by_views:
+        counts = list(by_views)
+        parts = [f"{m} " + "/".join(_num(by_views[n].get(m)) for n in counts)
+                 for m in SWEEP_HEADLINE if all(m in by_views[n] for n in counts)]
+        lines.append(clip(f"  by views ({'/'.join(counts)})  " + "  ".join(parts)))
+    by_rotation = result.get("by_rotation") if isinstance(result.get("by_rotation"), dict) else {}
+    upright = result.get("metrics") or {}
+    for kind, figures in by_rotation.items():
+        parts = [f"{m} {_num(figures[m])}" + (f" (upright {_num(upright[m])})" if m in upright else "")
+                 for m in SWEEP_HEADLINE if m in (figures or {})]
+        lines.append(clip(f"  rotated {kind}  " + "  ".join(parts)))
+    return lines
+
+
 def command_name(run) -> str:
     try:
         return run.main_function.signature.name
@@ -247,10 +270,11 @@ def summary_lines(run) -> list[str]:
             lines.append(clip(f"  params {result['params']}"))
         if isinstance(result.get("metrics"), dict) and result["metrics"]:
             lines += metric_lines(result["metrics"], result.get("ci95"))
+            lines += sweep_lines(result)
         if isinstance(result.get("val"), dict) and result["val"]:
             lines += metric_lines(result["val"])
         shown = {"metrics", "ci95", "checkpoint", "params", "val", "per_category", "throughput",
-                 "provenance", "failures"}
+                 "provenance", "failures", "by_views", "by_rotation"}
         if not {"render_dir", "total"} <= set(result):
             rest = [f"{k} {_num(v)}" for k, v in result.items()
                     if k not in shown and isinstance(v, (str, int, float, bool))]

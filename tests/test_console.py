@@ -106,7 +106,8 @@ def test_debug_still_shows_the_traceback(bad_runs):
 def tiny_cli_run(tmp_path_factory, store_dir):
     """One real `python -m harness with tiny` run (renders in a process pool, like a big run)."""
     work = tmp_path_factory.mktemp("console_run")
-    cmd = [PYTHON, "-m", "harness", "with", "tiny", *_paths(work), "render.workers=2", "eval.bootstrap=50"]
+    cmd = [PYTHON, "-m", "harness", "with", "tiny", *_paths(work), "render.workers=2", "eval.bootstrap=50",
+           "eval.views=[1,4]", "eval.rotation=z"]
     out = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=900, env=_env(store_dir))
     assert out.returncode == 0, out.stderr[-3000:]
     return out
@@ -140,6 +141,12 @@ def test_run_ends_with_a_summary(tiny_cli_run, mongo_client):
     photo = next(line for line in lines if line.split()[0] == "zs_photo")
     assert f"top1 {metrics['zs_top1']:.3f} [" in zs and "zs_photo" not in zs
     assert f"top1 {metrics['zs_photo_top1']:.3f} [" in photo
+    # the view sweep and the rotation: one line each, headline metrics
+    by_views, by_rotation = doc["result"]["by_views"], doc["result"]["by_rotation"]
+    views = next(line for line in lines if line.strip().startswith("by views (1/4)"))
+    assert f"i2t_R@1 {by_views['1']['i2t_R@1']:.3f}/{by_views['4']['i2t_R@1']:.3f}" in views
+    rotated = next(line for line in lines if line.strip().startswith("rotated z"))
+    assert f"zs_top1 {by_rotation['z']['zs_top1']:.3f} (upright {metrics['zs_top1']:.3f})" in rotated
 
 
 CHATTY = textwrap.dedent('''

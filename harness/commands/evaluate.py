@@ -149,6 +149,8 @@ def _rotation(cfg, ctx: EvalContext, enc: Encoded, kind: str) -> dict:
     from harness.commands.render import rotated_renders, shape_items
 
     seed = int(cfg.eval.rotation_seed)
+    log.info("evaluate: the %d %s shapes turned by their %s rotation (seed %d), rendered once and cached",
+             len(ctx.keys), cfg.eval.split, kind, seed)
     renders = rotated_renders(cfg, ctx.prepared, ctx.keys, kind, seed)
     items = shape_items(ctx.prepared, renders.render_dir, ctx.keys)
     ctx.provenance.setdefault("rotation", {})[kind] = {
