@@ -167,3 +167,20 @@ def test_spread_views_are_even_and_deterministic():
     assert spread_views(12, 2) == [0, 6] and spread_views(8, 3) == [0, 3, 5]
     assert spread_views(12, 12) == list(range(12)) == spread_views(12, 20)
     assert spread_views(0, 4) == []
+
+
+def test_a_rotation_whose_renders_all_failed_is_left_out_and_counted(swept, monkeypatch, tmp_path):
+    from harness.commands import render as render_module
+    from harness.commands.evaluate import evaluate_stage
+
+    cfg, prepared, renders, _, _ = swept
+    empty = tmp_path / "rotated-none"
+    empty.mkdir()
+    monkeypatch.setattr(render_module, "rotated_renders", lambda *a: render_module.RenderStage(
+        str(empty), "ring8-64x64-broken", {"total": 3, "failed": 3}, None))
+    bad = copy.deepcopy(cfg)
+    bad["eval"].update(views=None, rotation="z", log_samples=False)
+    result = evaluate_stage(bad, prepared, renders)
+    assert "by_rotation" not in result
+    assert result["provenance"]["rotation"]["z"]["shapes"] == 0
+    assert result["provenance"]["rotation"]["z"]["failed"] == 3

@@ -101,7 +101,9 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
                     sweeps["by_views"] = by_views(ctx, enc, view_emb, view_sweep)
             for kind in rotations:
                 with ctx.timed("rotation"):
-                    sweeps.setdefault("by_rotation", {})[kind] = _rotation(cfg, ctx, enc, kind)
+                    figures = _rotation(cfg, ctx, enc, kind)
+                if figures:  # none when no rotated render succeeded (provenance.rotation says so)
+                    sweeps.setdefault("by_rotation", {})[kind] = figures
         if captioner is not None and captioner.running:
             # METEOR loads its paraphrase table (seconds of JVM start-up) while the captioner still
             # trains, not while the models encode (no-op when the process's JVMs already run)
