@@ -184,3 +184,22 @@ def test_a_rotation_whose_renders_all_failed_is_left_out_and_counted(swept, monk
     assert "by_rotation" not in result
     assert result["provenance"]["rotation"]["z"]["shapes"] == 0
     assert result["provenance"]["rotation"]["z"]["failed"] == 3
+
+
+def test_sweep_points_are_captioned_only_when_asked(swept):
+    """eval.captioning='always': each view count and rotation is captioned by the run's captioners (no
+    retraining); the full view count reproduces the evaluation's caption figures. Otherwise the
+    provenance says the points were not captioned."""
+    from harness.commands.evaluate import evaluate_stage
+
+    cfg, prepared, renders, result, _ = swept
+    assert result["provenance"]["sweep_captioning"].startswith("skipped (eval.captioning='always'")
+    assert not any(k.startswith("cap_") for k in result["by_views"]["8"])
+    always = copy.deepcopy(cfg)
+    always["eval"].update(captioning="always", views=[1, 8], rotation="z", log_samples=False)
+    captioned = evaluate_stage(always, prepared, renders)
+    assert captioned["provenance"]["sweep_captioning"] == "done"
+    for name in ("cap_gen_CIDEr", "cap_ret_CIDEr", "cap_gen_METEOR"):
+        assert captioned["by_views"]["8"][name] == pytest.approx(captioned["metrics"][name])
+        assert name in captioned["by_views"]["1"] and name in captioned["by_rotation"]["z"]
+    assert captioned["throughput"]["eval_captioning_sweeps_seconds"] > 0

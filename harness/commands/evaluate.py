@@ -90,7 +90,7 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
     if do_caption:  # the captioner's inputs now; it trains in a thread while the tasks run
         captioner = CaptioningJob(ctx, ev.captioner)
         captioner.start()
-    sweeps: dict = {}
+    points: dict = {}  # ("by_views", "4") / ("by_rotation", "so3") -> SweepPoint
     try:
         with torch_threads(1 if captioner is not None and captioner.running and ctx.on_cpu else None):
             block = score(ctx, enc)
@@ -98,12 +98,13 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
                 counts["photos"] = len(photo_queries(ctx).shapes)
             if view_sweep:
                 with ctx.timed("view_sweep"):
-                    sweeps["by_views"] = by_views(ctx, enc, view_emb, view_sweep)
+                    swept = by_views(ctx, enc, view_emb, view_sweep)
+                points.update({("by_views", n): point for n, point in swept.items()})
             for kind in rotations:
                 with ctx.timed("rotation"):
-                    figures = _rotation(cfg, ctx, enc, kind)
-                if figures:  # none when no rotated render succeeded (provenance.rotation says so)
-                    sweeps.setdefault("by_rotation", {})[kind] = figures
+                    point = _rotation(cfg, ctx, enc, kind)
+                if point is not None:  # none when no rotated render succeeded (provenance.rotation says so)
+                    points[("by_rotation", kind)] = point
         if captioner is not None and captioner.running:
             # METEOR loads its paraphrase table (seconds of JVM start-up) while the captioner still
             # trains, not while the models encode (no-op when the process's JVMs already run)
@@ -119,6 +120,12 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
         block.merge(captions)
         if not samples:
             caption_status = "skipped: no train shapes with captions for the captioners"
+    if points:
+        ctx.provenance["sweep_captioning"] = _caption_sweeps(ctx, captioner, points, ev.captioning,
+                                                             bool(samples))
+    sweeps: dict = {}
+    for (field, name), point in points.items():
+        sweeps.setdefault(field, {})[name] = point.figures
     if trained is not None:
         block.metrics.update({k: float(v) for k, v in (trained.metrics or {}).items()})
 
@@ -145,9 +152,23 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
     return result
 
 
-def _rotation(cfg, ctx: EvalContext, enc: Encoded, kind: str) -> dict:
-    """``result.by_rotation[kind]``: the evaluated shapes rendered turned by their seeded ``kind``
-    rotation (cached like any render), scored by the sweep tasks; what was done goes to the provenance."""
+def _caption_sweeps(ctx: EvalContext, captioner, points: dict, setting, captioned: bool) -> str:
+    """Score the sweep points with the run's captioners when ``eval.captioning='always'`` (nothing is
+    trained again: a beam search and the scoring per point); what was done, for the provenance."""
+    if setting != "always":
+        return "skipped (eval.captioning='always' scores the view-count and rotation points too)"
+    if captioner is None or not captioned:
+        return "skipped: no captioners in this evaluation"
+    with ctx.timed("captioning_sweeps"):
+        for point in points.values():
+            point.figures.update(captioner.figures(point.ctx, point.shapes))
+    return "done"
+
+
+def _rotation(cfg, ctx: EvalContext, enc: Encoded, kind: str):
+    """The ``SweepPoint`` of ``result.by_rotation[kind]``: the evaluated shapes rendered turned by their
+    seeded ``kind`` rotation (cached like any render), scored by the sweep tasks (None when no rotated
+    render succeeded); what was done goes to the provenance."""
     from harness.commands.render import rotated_renders, shape_items
 
     seed = int(cfg.eval.rotation_seed)
@@ -160,7 +181,7 @@ def _rotation(cfg, ctx: EvalContext, enc: Encoded, kind: str) -> dict:
         "shapes": len(items), "failed": len(ctx.keys) - len(items)}
     if not items:
         log.warning("evaluate: no %s-rotated render succeeded; by_rotation.%s left out", kind, kind)
-        return {}
+        return None
     return rotated(ctx, enc, items, renders.config_id)
 
 

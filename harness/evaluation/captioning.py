@@ -12,7 +12,7 @@ from harness.metrics import Block, caption_block
 from models.config import CaptionerConfig
 from registries import as_dict
 
-from .context import EvalContext, torch_threads
+from .context import EvalContext, timed, torch_threads
 
 log = logging.getLogger("harness.evaluate")
 
@@ -100,30 +100,41 @@ class CaptioningJob:
     def finish(self, shape_emb) -> tuple[Block, dict, dict]:
         """(the ``cap_ret_*``/``cap_gen_*`` figures, caption samples ``{"references", "ret", "gen"}``,
         the captioner's record) of the test shapes' embeddings; empty without train shapes."""
-        from harness.metrics import captioning
-
         if self.thread is None:
             return Block(), {}, {}
         self.join()
         if self.error is not None:
             raise self.error
         ctx, model = self.ctx, self.model
-        keys, timings = ctx.keys, ctx.timings
-        references = {it.key: list(it.captions) for it in ctx.items}
-        predictions = {"ret": dict(zip(keys, self.retrieval.caption(shape_emb), strict=True))}
         info = {"from_cache": self.hit, "epochs_run": getattr(model, "epochs_run", None),
                 "stopped_early": getattr(model, "stopped_early", None),
                 "val_loss": getattr(model, "val_loss", None),
                 "train_loss": getattr(model, "train_loss", None), "beam_size": self.beam}
+        block, predictions, references = self._caption(ctx, shape_emb, ctx.timings)
+        timings = ctx.timings
+        timings["captioning"] = sum(timings.get(f"captioning_{k}", 0.0)
+                                    for k in ("encode", "train", "generate", "score"))
+        return block, {"references": references, **predictions}, info
+
+    def figures(self, ctx: EvalContext, shape_emb) -> dict:
+        """The ``cap_ret_*``/``cap_gen_*`` figures of other embeddings of ``ctx``'s shapes (a view-count
+        or rotation point) from the captioners ``finish`` used: nothing is trained again."""
+        return dict(self._caption(ctx, shape_emb, {})[0].metrics)
+
+    def _caption(self, ctx: EvalContext, shape_emb, timings: dict) -> tuple[Block, dict, dict]:
+        from harness.metrics import captioning
+
+        keys = ctx.keys
+        references = {it.key: list(it.captions) for it in ctx.items}
+        predictions = {"ret": dict(zip(keys, self.retrieval.caption(shape_emb), strict=True))}
         # (one thread: the small decoder's ops gain nothing from two, and lose much on a busy CPU)
-        with ctx.timed("captioning_generate"), torch_threads(1 if ctx.on_cpu else None):
-            predictions["gen"] = dict(zip(keys, model.generate(shape_emb, beam_size=self.beam), strict=True))
+        with timed(timings, "captioning_generate"), torch_threads(1 if ctx.on_cpu else None):
+            predictions["gen"] = dict(zip(keys, self.model.generate(shape_emb, beam_size=self.beam),
+                                          strict=True))
         block = Block()
-        with ctx.timed("captioning_score"):
+        with timed(timings, "captioning_score"):
             # one tokenizer JVM and one METEOR JVM for both captioners (the process's, reused)
             scored = captioning.caption_scores_many(predictions, references)
             for prefix, (scores, items) in scored.items():
                 block.merge(caption_block(scores, items, prefix, ctx.resamples, ctx.seed, ctx.category_of))
-        timings["captioning"] = sum(timings.get(f"captioning_{k}", 0.0)
-                                    for k in ("encode", "train", "generate", "score"))
-        return block, {"references": references, **predictions}, info
+        return block, predictions, references

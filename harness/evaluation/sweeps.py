@@ -8,7 +8,7 @@ the probe or captioning. Duoduo CLIP reports accuracy against the number of view
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -55,14 +55,24 @@ def check_view_counts(counts: list[int], items) -> None:
                           f"<= {have} (or a rig with more views)")
 
 
+@dataclass
+class SweepPoint:
+    """One view count or rotation: its figures (plain floats), and the context and shape embeddings
+    they came from (so the run's captioners can score the point too, ``eval.captioning='always'``)."""
+
+    figures: dict
+    ctx: EvalContext
+    shapes: np.ndarray
+
+
 def _sweep_context(ctx: EvalContext, items=None) -> EvalContext:
     # plain figures (no bootstrap); its own timings, so the main eval_<step>_seconds stay the main ones
     return replace(ctx, resamples=0, timings={}, **({"items": items} if items is not None else {}))
 
 
-def by_views(ctx: EvalContext, enc: Encoded, view_emb, counts: list[int]) -> dict[str, dict[str, float]]:
-    """``{"<n>": {metric: value}}``: the sweep tasks with the shapes pooled from ``n`` evenly spaced
-    views each (``spread_views``); ``view_emb`` is the evaluation's (S, V, D) view embeddings."""
+def by_views(ctx: EvalContext, enc: Encoded, view_emb, counts: list[int]) -> dict[str, SweepPoint]:
+    """``{"<n>": SweepPoint}``: the sweep tasks with the shapes pooled from ``n`` evenly spaced views
+    each (``spread_views``); ``view_emb`` is the evaluation's (S, V, D) view embeddings."""
     import torch
 
     import models
@@ -76,11 +86,13 @@ def by_views(ctx: EvalContext, enc: Encoded, view_emb, counts: list[int]) -> dic
             rows = torch.as_tensor(np.flatnonzero(n_views == have))
             pick = view_emb[rows][:, spread_views(int(have), n)]
             pooled[rows] = models.pool_views(pick, ctx.bundle.pooling).float().cpu()
-        out[str(n)] = dict(score(sweep, enc.with_shapes(pooled.numpy()), sweep_only=True).metrics)
+        shapes = pooled.numpy()
+        out[str(n)] = SweepPoint(dict(score(sweep, enc.with_shapes(shapes), sweep_only=True).metrics), sweep,
+                                 shapes)
     return out
 
 
-def rotated(ctx: EvalContext, enc: Encoded, items, render_config_id: str) -> dict[str, float]:
+def rotated(ctx: EvalContext, enc: Encoded, items, render_config_id: str) -> SweepPoint:
     """The sweep tasks' figures with the shapes' embeddings from their rotated renders ``items``
     (``harness.commands.render.rotated_renders``; a shape whose rotated render failed is left out)."""
     import torch
@@ -93,4 +105,5 @@ def rotated(ctx: EvalContext, enc: Encoded, items, render_config_id: str) -> dic
     keys = [it.key for it in items]
     if keys != ctx.keys:
         enc = enc.restricted(keys)
-    return dict(score(_sweep_context(ctx, items), enc.with_shapes(shapes), sweep_only=True).metrics)
+    sweep = _sweep_context(ctx, items)
+    return SweepPoint(dict(score(sweep, enc.with_shapes(shapes), sweep_only=True).metrics), sweep, shapes)
