@@ -83,6 +83,12 @@ def validate_data(data: dict) -> None:
     if split["train"] <= 0 or split["test"] <= 0:
         raise ConfigError("data.split.train and data.split.test must be above 0")
     choose("data.captions_mode", data.get("captions_mode"), ["extend", "replace"], ConfigError)
+    from harness.data.formats import FORMATS, UP_AXES
+
+    if data.get("format") is not None:
+        choose("data.format", data.get("format"), list(FORMATS), ConfigError)
+    if data.get("up_axis") is not None:
+        choose("data.up_axis", data.get("up_axis"), UP_AXES, ConfigError)
 
 
 def validate_render(render: dict) -> None:

@@ -130,15 +130,20 @@ ex.captured_out_filter = apply_backspaces_and_linefeeds
 def config():
     seed = 0  # one seed for splits, sampling, initialisation and bootstrap
     data = dict(
-        root="runs/data/small",  # dataset root holding pix3d.json (Pix3D or Pix3D-format synthetic)
-        synth_preset="small",  # when root has no pix3d.json: generate this preset there (None: fail)
+        root="runs/data/small",  # dataset root (Pix3D, ModelNet40, ShapeNetCore, Objaverse; docs/data.md)
+        # pix3d | modelnet40 | shapenet | objaverse (harness.data.FORMATS); None: detect from the root
+        format=None,
+        up_axis=None,  # x | y | z: the meshes' up axis; None: the format's (ModelNet z, the others y)
+        synth_preset="small",  # when root holds no dataset: generate this preset there (None: fail)
         synth_seed=0,
         split=dict(train=0.7, val=0.1, test=0.2),  # shape-disjoint, stratified by category
         split_file=None,  # JSON {"train": [model paths], "val": [...], "test": [...]} (published splits)
         strict=True,  # False: skip and count bad pix3d.json entries instead of failing
         exclude_truncated=False,
         exclude_occluded=False,
-        captions_file=None,  # JSONL {"model": path, "captions": [...]}
+        # JSONL {"model": path, "captions": [...]}; shapenet / objaverse also read their own CSV here
+        # (Text2Shape's captions.tablechair.csv, a Cap3D uid,caption file) instead of the root's
+        captions_file=None,
         captions_mode="extend",  # extend | replace
     )
     render = dict(
@@ -257,6 +262,27 @@ def synthetic():
 def pix3d():
     # The real Pix3D dataset at data/pix3d (download it there first; nothing is generated).
     data = dict(root="data/pix3d", synth_preset=None)
+
+
+# Datasets beyond Pix3D (docs/data.md): a synthetic stand-in of each layout, generated on first use;
+# point data.root at the real download (and set data.synth_preset=None) to use it. With `tiny` they
+# make seconds-scale runs (`with tiny modelnet40`).
+@ex.named_config
+def modelnet40():
+    # ModelNet40 layout (<class>/{train,test}/*.off, Z-up): the official split, class-level captions.
+    data = dict(root="runs/data/modelnet40-tiny", format="modelnet40", synth_preset="tiny")
+
+
+@ex.named_config
+def shapenet():
+    # ShapeNetCore v2 layout (<synsetId>/<modelId>/models/model_normalized.obj) + Text2Shape captions.
+    data = dict(root="runs/data/shapenet-tiny", format="shapenet", synth_preset="tiny")
+
+
+@ex.named_config
+def objaverse():
+    # Objaverse 1.0 layout (glbs/<000-XXX>/<uid>.glb) + LVIS categories + Cap3D captions.
+    data = dict(root="runs/data/objaverse-tiny", format="objaverse", synth_preset="tiny")
 
 
 # One named config per training mode (models.MODES), each only setting train.mode:

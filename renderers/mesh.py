@@ -48,6 +48,12 @@ def _read_parts(path: Path, max_faces: int) -> list[trimesh.Trimesh]:
         raise MeshLoadError(f"{path}: empty file")
     if path.suffix.lower() == ".obj":
         _prescan_obj(path, max_faces)
+    if path.suffix.lower() == ".off":  # ModelNet's merged "OFF490 518 0" headers; errors name the line
+        from .off import read_off
+        part = read_off(path, max_faces=max_faces)
+        if part.visual.kind is None:  # OFF has no materials: the default colour, without a warning
+            part.visual.vertex_colors = np.tile(np.asarray(DEFAULT_COLOR, np.uint8), (len(part.vertices), 1))
+        return [part]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -44,7 +44,7 @@ BAD_VALUES = {
 BAD_DATA = {
     "invalid_json": ("data.root={work}/bad_json", "pix3d.json is not valid JSON"),
     "no_dataset": ("data.root={work}/empty data.synth_preset=None",
-                   "pix3d.json not found and data.synth_preset is None"),
+                   "it matches no format (looked for pix3d: pix3d.json at the root;"),
 }
 
 

@@ -436,12 +436,12 @@ def test_caption_report(tiny):
 
 
 def test_prepare_generates_then_loads(tmp_path, tiny):
-    cfg = dict(root=str(tmp_path / "gen"), synth_preset="tiny", synth_seed=0,
+    cfg = dict(root=str(tmp_path / "gen"), format=None, up_axis=None, synth_preset="tiny", synth_seed=0,
                split=dict(train=0.7, val=0.1, test=0.2), split_file=None, strict=True,
                exclude_truncated=False, exclude_occluded=False, captions_file=None, captions_mode="extend")
     p = hd.prepare(cfg, seed=0, progress=False)
     assert (Path(cfg["root"]) / "pix3d.json").read_bytes() == (tiny / "pix3d.json").read_bytes()
     assert p.split == make_split(load_pix3d(tiny), seed=0)  # same content, same fingerprint, same split
     assert set(p.captions) == {s.key for s in p.dataset.shapes}
-    with pytest.raises(Pix3DError, match="data.synth_preset is None"):
+    with pytest.raises(hd.DatasetError, match="no dataset found .* and data.synth_preset is None"):
         hd.prepare(dict(cfg, root=str(tmp_path / "none"), synth_preset=None), seed=0)

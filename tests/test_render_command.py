@@ -79,7 +79,8 @@ def test_render_stage_on_the_real_prepared_dataset(tmp_path):
     from harness.commands.render import render_stage
 
     cfg = _cfg(tmp_path, size=32)
-    cfg["data"] = {"root": str(tmp_path / "data"), "synth_preset": "tiny", "synth_seed": 0,
+    cfg["data"] = {"root": str(tmp_path / "data"), "format": None, "up_axis": None, "synth_preset": "tiny",
+                   "synth_seed": 0,
                    "split": {"train": 0.7, "val": 0.1, "test": 0.2}, "split_file": None, "strict": True,
                    "exclude_truncated": False, "exclude_occluded": False, "captions_file": None,
                    "captions_mode": "extend"}

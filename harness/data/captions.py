@@ -205,6 +205,52 @@ def real_captions(shape) -> list[str]:
     return list(dict.fromkeys(re.sub(r"\s+", " ", s).strip() for s in out))
 
 
+# -- class-level (datasets without per-shape captions: ModelNet, uncaptioned ShapeNet / Objaverse) ----
+
+CLASS_TEMPLATES = ("a 3D model of {a}", "{a}", "a rendering of {a}")
+CLASS_LEVEL = "class-level"  # the caption source of shapes captioned from their category name only
+
+
+def category_noun(category: str) -> str:
+    """A category as words: ModelNet's ``night_stand`` / LVIS's ``teddy_bear`` -> "night stand"."""
+    return " ".join(str(category).replace("_", " ").split())
+
+
+def class_captions(category: str) -> list[str]:
+    """Captions from the category name alone (every shape of the category gets the same ones)."""
+    a = _a(category_noun(category))
+    return [t.format(a=a) for t in CLASS_TEMPLATES]
+
+
+def _native_or_class(dataset) -> dict[str, list[str]]:
+    """The dataset's own captions (Text2Shape, Cap3D) per shape; class-level ones for the others."""
+    native = dataset.native_captions
+    by_category: dict[str, list[str]] = {}
+    out = {}
+    for s in dataset.shapes:
+        caps = native.get(s.key)
+        if caps is None:
+            if s.category not in by_category:
+                by_category[s.category] = class_captions(s.category)
+            caps = by_category[s.category]
+        out[s.key] = list(caps)
+    return out
+
+
+def caption_sources(dataset, captions: dict) -> dict[str, int]:
+    """Shapes per caption source: the dataset's own (e.g. ``text2shape``), ``class-level``, or for Pix3D
+    ``attributes`` (synthetic) / ``pix3d-metadata``."""
+    native = getattr(dataset, "native_captions", None)
+    if native is None:
+        synthetic = bool(load_attributes(dataset.root))
+        return {"attributes" if synthetic else "pix3d-metadata": len(captions)}
+    own = sum(1 for k in captions if k in native)
+    out = {dataset.caption_source or "dataset": own} if own else {}
+    if len(captions) - own:
+        out[CLASS_LEVEL] = len(captions) - own
+    return out
+
+
 # -- assembling ------------------------------------------------------------------------------------
 
 def read_captions_file(path, known_keys=None) -> dict[str, list[str]]:
@@ -242,14 +288,21 @@ def load_attributes(root) -> dict:
 
 def build_captions(dataset, captions_file=None, mode: str = "extend") -> dict[str, list[str]]:
     """Captions per shape key. mode: "extend" appends the file's captions, "replace" uses only the file's
-    captions for the shapes it lists (other shapes keep generated ones)."""
+    captions for the shapes it lists (other shapes keep generated ones).
+
+    Pix3D: from the synthetic attributes, or metadata and geometry. Other formats: the dataset's own
+    captions (``dataset.native_captions``), class-level ones (:func:`class_captions`) for the rest.
+    """
     choose("data.captions_mode", mode, CAPTION_MODES, CaptionsError)
-    attrs = load_attributes(dataset.root)
-    out = {}
-    for s in dataset.shapes:
-        a = attrs.get(s.key)
-        out[s.key] = (synthetic_captions(s.category, a["attributes"], a["colours"], a.get("material", ""))
-                      if a else real_captions(s))
+    if getattr(dataset, "native_captions", None) is not None:  # formats beyond Pix3D
+        out = _native_or_class(dataset)
+    else:
+        attrs = load_attributes(dataset.root)
+        out = {}
+        for s in dataset.shapes:
+            a = attrs.get(s.key)
+            out[s.key] = (synthetic_captions(s.category, a["attributes"], a["colours"], a.get("material", ""))
+                          if a else real_captions(s))
     if captions_file:
         extra = read_captions_file(captions_file, known_keys=set(out))
         for key, caps in extra.items():
@@ -257,11 +310,20 @@ def build_captions(dataset, captions_file=None, mode: str = "extend") -> dict[st
     return out
 
 
-def caption_report(captions: dict[str, list[str]]) -> dict:
-    """Diversity of a caption set: counts, distinct captions, vocabulary size, mean length (plain types)."""
+def caption_report(captions: dict[str, list[str]], dataset=None) -> dict:
+    """Diversity of a caption set: counts, distinct captions, vocabulary size, mean length (plain types).
+
+    dataset: adds ``sources`` (shapes per caption source, :func:`caption_sources`) and
+    ``class_level_shapes`` (shapes captioned from their category name only: their captions say the
+    class, nothing about the shape).
+    """
     allc = [c for caps in captions.values() for c in caps]
     words = [w for c in allc for w in re.findall(r"[a-z0-9\-]+", c.lower())]
     n = max(len(allc), 1)
-    return {"shapes": len(captions), "captions": len(allc), "distinct": len(set(allc)),
-            "distinct_ratio": len(set(allc)) / n, "vocab_size": len(set(words)),
-            "mean_words": len(words) / n, "captions_per_shape": len(allc) / max(len(captions), 1)}
+    out = {"shapes": len(captions), "captions": len(allc), "distinct": len(set(allc)),
+           "distinct_ratio": len(set(allc)) / n, "vocab_size": len(set(words)),
+           "mean_words": len(words) / n, "captions_per_shape": len(allc) / max(len(captions), 1)}
+    if dataset is not None:
+        sources = caption_sources(dataset, captions)
+        out.update(sources=sources, class_level_shapes=sources.get(CLASS_LEVEL, 0))
+    return out

@@ -10,6 +10,8 @@ class DataConfig:
     """Where the dataset is, how it is generated, filtered, split and captioned."""
 
     root: str
+    format: str | None  # pix3d | modelnet40 | shapenet | objaverse (harness.data.FORMATS); None: detect
+    up_axis: str | None  # x | y | z; None: the format's
     synth_preset: str | None
     synth_seed: int
     split: Mapping  # {"train": fraction, "val": ..., "test": ...}
@@ -17,5 +19,5 @@ class DataConfig:
     strict: bool
     exclude_truncated: bool
     exclude_occluded: bool
-    captions_file: str | None
+    captions_file: str | None  # JSONL (any format), or the format's own CSV (Text2Shape, Cap3D)
     captions_mode: str

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-CATEGORIES = ("bed", "bookcase", "chair", "desk", "misc", "sofa", "table", "tool", "wardrobe")
+from .records import PIX3D_CATEGORIES as CATEGORIES
+from .records import Dataset, LoadReport, Shape
+
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tiff", ".tif")
 # Masks known to be wrong in the released Pix3D; photos keep loading but carry ``bad_mask=True``.
 KNOWN_BAD_MASKS = frozenset({"img/table/1749.jpg", "img/table/0045.png"})
@@ -46,62 +48,6 @@ class Photo:
     index: int  # entry index in pix3d.json
     img_source: str | None = None
     model_source: str | None = None
-
-
-@dataclass
-class Shape:
-    """One mesh, keyed by its model path relative to the root (never by basename)."""
-
-    key: str
-    category: str
-    name: str  # the model folder (e.g. IKEA_MALM_2); variants in one folder share it
-    variant: str  # the mesh file's stem ("model" for model.obj)
-    mesh_path: Path
-    source: str | None = None
-    content_hash: str | None = None  # mesh + materials + textures (renders are reused only on a match)
-    photos: list = field(default_factory=list)
-
-
-@dataclass
-class LoadReport:
-    """What loading did: entries read, skipped (strict=False) with reasons, excluded by filters."""
-
-    entries: int = 0
-    loaded: int = 0
-    skipped: list = field(default_factory=list)  # {"index", "field", "value", "reason"}
-    excluded_truncated: int = 0
-    excluded_occluded: int = 0
-    bad_masks: list = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        """Plain-dict form (for run records)."""
-        return {"entries": self.entries, "loaded": self.loaded, "skipped": len(self.skipped),
-                "excluded_truncated": self.excluded_truncated, "excluded_occluded": self.excluded_occluded,
-                "bad_masks": list(self.bad_masks)}
-
-
-@dataclass
-class Dataset:
-    """A loaded Pix3D-format dataset."""
-
-    root: Path
-    shapes: list
-    photos: list
-    fingerprint: str
-    report: LoadReport
-
-    def shape(self, key: str) -> Shape:
-        """The shape with model path ``key``."""
-        return self._by_key[key]
-
-    def __post_init__(self):
-        self._by_key = {s.key: s for s in self.shapes}
-
-    @property
-    def categories(self) -> list[str]:
-        """Categories present, in Pix3D's order."""
-        present = {s.category for s in self.shapes}
-        return [c for c in CATEGORIES if c in present]
 
 
 def _fail(index, fld, value, problem, fix=""):

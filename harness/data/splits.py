@@ -99,10 +99,14 @@ def make_split(dataset, fractions=None, seed: int = 0, split_file=None) -> Split
     generator seeded by (dataset fingerprint, seed, category), so the split is the same in every
     process and changes with the seed. split_file: a JSON {"train": [model paths], ...} (a published
     split) used instead; every listed path must be a shape of the dataset and in one split only.
+    A dataset with its own split (``dataset.provided_split``: ModelNet's folders, Text2Shape's files)
+    keeps it: see :func:`_from_provided`.
     """
     if split_file is not None:
         return _from_file(dataset, Path(split_file))
     fr = _check_fractions(fractions or {"train": 0.7, "val": 0.1, "test": 0.2})
+    if getattr(dataset, "provided_split", None):
+        return _from_provided(dataset, dataset.provided_split, fr, seed)
     out = {n: [] for n in SPLITS}
     by_cat: dict[str, list] = {}
     for s in dataset.shapes:
@@ -118,6 +122,37 @@ def make_split(dataset, fractions=None, seed: int = 0, split_file=None) -> Split
     made_from = json.dumps([dataset.fingerprint, seed, fr], sort_keys=True)
     sid = hashlib.sha256(made_from.encode()).hexdigest()[:12]
     return Split(*(tuple(sorted(out[n])) for n in SPLITS), split_id=sid)
+
+
+def _from_provided(dataset, provided: dict, fr: dict, seed: int) -> Split:
+    """The dataset's own split. When it names no val shape and ``fr["val"] > 0``, val is carved from
+    each category's train shapes (``val / (train + val)`` of them, at least one when the category has
+    two or more), seeded by (fingerprint, seed, category). Shapes it does not list are unassigned."""
+    out = {n: [] for n in SPLITS}
+    unassigned = []
+    carve = fr["val"] > 0 and "val" not in set(provided.values())
+    pool: dict[str, list] = {}
+    for s in dataset.shapes:
+        name = provided.get(s.key)
+        if name is None:
+            unassigned.append(s.key)
+        elif name not in SPLITS:
+            raise SplitError(f"dataset split of {s.key!r} is {name!r}; expected one of {', '.join(SPLITS)}")
+        elif name == "train" and carve:
+            pool.setdefault(s.category, []).append(s.key)
+        else:
+            out[name].append(s.key)
+    share = fr["val"] / (fr["train"] + fr["val"]) if carve else 0.0
+    for cat in sorted(pool):
+        keys = sorted(pool[cat])
+        order = np.random.default_rng(_seed_of(dataset.fingerprint, seed, cat, "val")).permutation(len(keys))
+        n_val = int(round(len(keys) * share))
+        n_val = max(n_val, 1) if len(keys) > 1 else 0
+        out["val"] += [keys[j] for j in order[:n_val]]
+        out["train"] += [keys[j] for j in order[n_val:]]
+    made_from = json.dumps(["provided", dataset.fingerprint, seed, share], sort_keys=True)
+    sid = "provided-" + hashlib.sha256(made_from.encode()).hexdigest()[:12]
+    return Split(*(tuple(sorted(out[n])) for n in SPLITS), split_id=sid, unassigned=tuple(sorted(unassigned)))
 
 
 def _from_file(dataset, path: Path) -> Split:
