@@ -35,7 +35,8 @@ def pix3d_test_problem(bundle, n_shapes=78, n_views=12, n_captions=5, n_photos=1
     items = [SimpleNamespace(key=k, views=[f"v{j}" for j in range(n_views)], category=k.split("/")[1])
              for k in keys]
     prepared = SimpleNamespace(root="/", dataset=SimpleNamespace(
-        shapes=[SimpleNamespace(key=k, category=k.split("/")[1]) for k in keys], photos=[]))
+        shapes=[SimpleNamespace(key=k, category=k.split("/")[1]) for k in keys], photos=[]),
+        captions={k: [f"a shape number {i}"] for i, k in enumerate(keys)})
     config = SimpleNamespace(photo2shape=True, same_caption_match=False, zs_templates="render",
                              photo_mask=True)
     ctx = EvalContext(bundle=bundle, prepared=prepared, render_dir="", render_config_id=None,

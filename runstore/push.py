@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import os
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def push_run(db, run: SpoolRun | str | os.PathLike, *, collection_prefix: str = 
         res = metrics.find_one_and_replace(
             {"run_id": run_id, "name": name},
             {"run_id": run_id, "name": name, "steps": series["steps"][:count],
-             "values": series["values"][:count], "timestamps": series["timestamps"][:count]},
+             "values": json_safe(series["values"][:count]), "timestamps": series["timestamps"][:count]},
             upsert=True, return_document=ReturnDocument.AFTER, projection={"_id": 1})
         state["metric_ids"][name] = str(res["_id"])
         run.pushed_counts[name] = count
@@ -117,9 +118,26 @@ def push_run(db, run: SpoolRun | str | os.PathLike, *, collection_prefix: str = 
     return run_id
 
 
+def json_safe(value):
+    """``value`` with every NaN and infinity replaced by None (null), in nested dicts and lists.
+
+    A stored document holding a NaN makes nx-27017 (SQLite's JSON functions) fail *every* filtered
+    query on its collection with "malformed JSON", not only queries on that document; JSON has no NaN
+    either. So runs and metric series are stored with null for a non-finite number, on every store.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def document(run: SpoolRun) -> dict:
-    """The Sacred-format run document from the spool (file ids filled in where uploaded)."""
-    doc = dict(run.doc)
+    """The Sacred-format run document from the spool (file ids filled in where uploaded); non-finite
+    numbers as null (:func:`json_safe`)."""
+    doc = json_safe(dict(run.doc))
     state = run.state
     doc["info"] = dict(doc.get("info") or {})
     if state.get("metric_ids"):

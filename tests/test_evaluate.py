@@ -45,7 +45,7 @@ def test_evaluate_stage_records_everything(setup):
     assert prov["render_config_id"] == renders.config_id and prov["model"] == "clip3d-tiny"
     assert len(prov["weights_sha256"]) == 64 and prov["seed"] == 0
     assert prov["metric_impl"]["meteor"].startswith("METEOR 1.5") and prov["packages"]["numpy"]
-    assert prov["counts"] == {"shapes": 3, "texts": 6, "views": 24, "photos": 3}
+    assert prov["counts"] == {"shapes": 3, "texts": 6, "views": 24, "photos": 3, "described_shapes": 3}
     assert prov["renders_fingerprint"] == renders.fingerprint and len(renders.fingerprint) == 16
     assert prov["render_size"] == 64 and prov["model_input_size"] == 64
     # zero-shot over the 3 categories: top-3 holds every query; the prompt ensemble is recorded

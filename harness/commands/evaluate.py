@@ -21,7 +21,7 @@ from harness.evaluation.context import torch_threads
 from harness.evaluation.photos import photo_queries
 from harness.evaluation.samples import sample_log
 from harness.evaluation.sweeps import by_views, check_view_counts, rotated, rotation_kinds, view_counts
-from harness.evaluation.tasks import Encoded, score
+from harness.evaluation.tasks import Encoded, described_context, score, text_view
 from harness.experiment import ex
 
 if TYPE_CHECKING:
@@ -86,9 +86,17 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
             text_emb = models.encode_texts(bundle, texts).numpy()
     enc = Encoded(shape_emb, text_emb, texts, [it.key for it in items for _ in it.captions])
     counts = {"shapes": len(keys), "texts": len(texts), "views": sum(len(it.views) for it in items)}
+    text = text_view(ctx, enc)  # the shapes whose captions describe them (all, on Pix3D)
+    counts["described_shapes"] = len(text[0].items) if text else 0
+    if text is None:
+        ctx.provenance["text_tasks"] = ("skipped: the evaluated shapes' captions only name their class "
+                                        "(class-level captions): no text retrieval or captioning")
+        log.info("evaluate: text retrieval and captioning %s", ctx.provenance["text_tasks"])
+        if do_caption:
+            do_caption, caption_status = False, "skipped: class-level captions only"
     captioner = None
     if do_caption:  # the captioner's inputs now; it trains in a thread while the tasks run
-        captioner = CaptioningJob(ctx, ev.captioner)
+        captioner = CaptioningJob(text[0], ev.captioner)
         captioner.start()
     points: dict = {}  # ("by_views", "4") / ("by_rotation", "so3") -> SweepPoint
     try:
@@ -116,7 +124,7 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
 
     samples, captioner_info = {}, {}
     if captioner is not None:
-        captions, samples, captioner_info = captioner.finish(shape_emb)
+        captions, samples, captioner_info = captioner.finish(text[1].shapes)
         block.merge(captions)
         if not samples:
             caption_status = "skipped: no train shapes with captions for the captioners"
@@ -161,7 +169,8 @@ def _caption_sweeps(ctx: EvalContext, captioner, points: dict, setting, captione
         return "skipped: no captioners in this evaluation"
     with ctx.timed("captioning_sweeps"):
         for point in points.values():
-            point.figures.update(captioner.figures(point.ctx, point.shapes))
+            described, rows = described_context(point.ctx)  # (the run's evaluation had some)
+            point.figures.update(captioner.figures(described, point.shapes[rows]))
     return "done"
 
 
@@ -218,6 +227,7 @@ def _provenance(cfg, prepared, renders, bundle, checkpoint) -> dict:
 
     return {
         "dataset_fingerprint": prepared.dataset.fingerprint,
+        "dataset_format": getattr(prepared.dataset, "format", "pix3d"),
         "split": prepared.split.split_id,
         "eval_split": cfg.eval.split,
         "render_config_id": renders.config_id,

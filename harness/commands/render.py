@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from harness.config import Config
 
 MAX_FAILURES_IN_INFO = 100  # run.info stays small on a badly broken dataset; the manifest has them all
+MESH_HASHES = ".clip3d_mesh_hashes.json"  # at the dataset root: hashes of meshes the reader did not hash
 
 
 class RenderStage(NamedTuple):
@@ -33,14 +34,30 @@ def content_hashes(prepared) -> dict[str, str]:
     """``{shape key: render identity}``: the mesh content hash (the data layer's cached one, computed
     for datasets that come without it), with the up axis appended when the file is not Y-up, so
     renders made for another ``data.up_axis`` are never reused."""
-    from renderers import mesh_content_hash
-
+    shapes = prepared.dataset.shapes
+    if any(getattr(s, "content_hash", None) is None for s in shapes):
+        _hash_meshes(prepared)
     out = {}
-    for s in prepared.dataset.shapes:
-        h = getattr(s, "content_hash", None) or mesh_content_hash(_mesh_file(prepared, s))
+    for s in shapes:
         up = _up_axis(s)
-        out[s.key] = h if up == "y" else f"{h}+up-{up}"
+        out[s.key] = s.content_hash if up == "y" else f"{s.content_hash}+up-{up}"
     return out
+
+
+def _hash_meshes(prepared) -> None:
+    """Fill in the content hash of shapes that came without one (Objaverse: hashing every GLB at load
+    time would cost too much), once per process (kept on the Shape) and through a (size, mtime) cache
+    at the dataset root, so a later run costs a stat per file."""
+    from tqdm.auto import tqdm
+
+    from renderers.content import load_cache, mesh_content_hash, save_cache
+
+    todo = [s for s in prepared.dataset.shapes if getattr(s, "content_hash", None) is None]
+    cache_file = Path(getattr(prepared, "root", ".")) / MESH_HASHES
+    cache = load_cache(cache_file)
+    for s in tqdm(todo, desc="hash meshes", unit="mesh", disable=len(todo) < 1000, leave=False):
+        s.content_hash = mesh_content_hash(_mesh_file(prepared, s), cache)
+    save_cache(cache_file, cache)
 
 
 def _up_axis(shape) -> str:

@@ -253,6 +253,23 @@ def caption_sources(dataset, captions: dict) -> dict[str, int]:
 
 # -- assembling ------------------------------------------------------------------------------------
 
+def described_shapes(dataset, captions: dict) -> set[str]:
+    """The shapes whose captions describe the shape, not only its class: every shape but those whose
+    captions are exactly :func:`class_captions` of their category (ModelNet; ShapeNet / Objaverse shapes
+    their caption file does not list). Text retrieval and captioning are scored on these only."""
+    class_level: dict[str, list[str]] = {}
+    out = set()
+    for s in dataset.shapes:
+        caps = captions.get(s.key)
+        if not caps:
+            continue
+        if s.category not in class_level:
+            class_level[s.category] = class_captions(s.category)
+        if list(caps) != class_level[s.category]:
+            out.add(s.key)
+    return out
+
+
 def read_captions_file(path, known_keys=None) -> dict[str, list[str]]:
     """Read a JSONL captions file: one {"model": path, "captions": [...]} per line."""
     path = Path(path)

@@ -60,7 +60,9 @@ class CaptioningJob:
 
         ctx = self.ctx
         prepared = ctx.prepared
-        self.train_items = shape_items(prepared, ctx.render_dir, prepared.split.train)
+        described = ctx.memo.get("described")  # (tasks.text_view): train on shapes captions describe
+        self.train_items = [it for it in shape_items(prepared, ctx.render_dir, prepared.split.train)
+                            if described is None or it.key in described]
         if not self.train_items:
             return
         t = time.perf_counter()

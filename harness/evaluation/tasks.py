@@ -44,6 +44,10 @@ class Encoded:
         return replace(self, texts=self.texts[rows], text_strings=[self.text_strings[i] for i in rows],
                        text_shape=[self.text_shape[i] for i in rows])
 
+    def subset(self, rows: list[int], keys: list) -> Encoded:
+        """The shapes at ``rows`` (whose keys are ``keys``) and their captions only."""
+        return replace(self.restricted(keys), shapes=self.shapes[rows])
+
 
 @dataclass(frozen=True)
 class Task:
@@ -54,6 +58,7 @@ class Task:
     step: str
     wanted: Callable = lambda ev: True
     sweep: bool = True
+    texts: bool = False  # scored on the shapes whose captions describe them (``text_view``)
 
 
 def _retrieval(ctx: EvalContext, enc: Encoded) -> Block:
@@ -78,20 +83,49 @@ def _probe(ctx: EvalContext, enc: Encoded) -> Block:
 
 
 TASKS = Registry("eval task", {
-    "retrieval": Task(_retrieval, "retrieval"),  # i2t / t2i Recall@K, mAP
-    "text_to_shape": Task(_text_to_shape, "retrieval"),  # Text2Shape's RR@1, RR@5, NDCG@5
+    "retrieval": Task(_retrieval, "retrieval", texts=True),  # i2t / t2i Recall@K, mAP
+    "text_to_shape": Task(_text_to_shape, "retrieval", texts=True),  # Text2Shape's RR@1, RR@5, NDCG@5
     "photo2shape": Task(_photo2shape, "photo2shape", wanted=lambda ev: bool(ev.photo2shape)),
     "zero_shot": Task(zero_shot_task, "zero_shot"),  # shapes, and photos when photo2shape runs
     "probe": Task(_probe, "probe", sweep=False),
 })
 
 
+def described_context(ctx: EvalContext) -> tuple[EvalContext, list[int]] | None:
+    """(context of, row indices of) the evaluated shapes whose captions describe them
+    (``harness.data.captions.described_shapes``: all of them on Pix3D; none on ModelNet, whose captions
+    only name the class): what text retrieval and captioning score. None when there are none."""
+    from harness.data.captions import described_shapes
+
+    described = ctx.once("described", lambda: described_shapes(ctx.prepared.dataset, ctx.prepared.captions))
+    rows = [i for i, k in enumerate(ctx.keys) if k in described]
+    if len(rows) == len(ctx.items):
+        return ctx, rows
+    return (replace(ctx, items=[ctx.items[i] for i in rows]), rows) if rows else None
+
+
+def text_view(ctx: EvalContext, enc: Encoded) -> tuple[EvalContext, Encoded] | None:
+    """``described_context`` with the embeddings of those shapes and their captions."""
+    found = described_context(ctx)
+    if found is None:
+        return None
+    sub, rows = found
+    return (ctx, enc) if sub is ctx else (sub, enc.subset(rows, sub.keys))
+
+
 def score(ctx: EvalContext, enc: Encoded, sweep_only: bool = False) -> Block:
-    """Every wanted task's block, merged, each timed under its step (``sweep_only``: the sweep tasks)."""
+    """Every wanted task's block, merged, each timed under its step (``sweep_only``: the sweep tasks).
+    Text tasks score ``text_view``'s shapes and are left out when it has none."""
     block = Block()
+    text, viewed = None, False
     for task in TASKS.values():
         if (sweep_only and not task.sweep) or not task.wanted(ctx.config):
             continue
+        if task.texts:
+            if not viewed:
+                text, viewed = text_view(ctx, enc), True
+            if text is None:
+                continue
         with ctx.timed(task.step):
-            block.merge(task.run(ctx, enc))
+            block.merge(task.run(*(text if task.texts else (ctx, enc))))
     return block

@@ -124,13 +124,14 @@ def caption_block(scores: dict, items: dict, prefix: str, resamples: int, seed: 
 
 
 def per_shape_record(per_shape: dict) -> dict:
-    """``{"shapes": [...], metric: [score per shape], "n_queries": {metric: [...]}}`` aligned lists."""
+    """``{"shapes": [...], metric: [score per shape], "n_queries": {metric: [...]}}`` aligned lists; a
+    shape without queries of a metric (no photos, no describing captions) has None there, not NaN."""
     shapes = sorted({k for name, v in per_shape.items() if name != "_n" for k in v})
     out = {"shapes": shapes, "n_queries": {}}
     for name, vals in per_shape.items():
         if name == "_n":
             continue
-        out[name] = [vals.get(s, float("nan")) for s in shapes]
+        out[name] = [vals.get(s) for s in shapes]
         # the query set a metric belongs to: the longest "_n" name it starts with (zs_photo_top1: zs_photo)
         owners = [d for d in per_shape.get("_n", {}) if name.startswith(f"{d}_")]
         if owners:
