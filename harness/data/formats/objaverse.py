@@ -65,8 +65,10 @@ def _lvis_file(root: Path) -> Path | None:
     return next((root / n for n in LVIS_FILES if (root / n).is_file()), None)
 
 
-def read_lvis(path: Path, folder_of: dict, report: LoadReport) -> dict[str, str]:
-    """{uid: category} of the uids on disk from lvis-annotations.json[.gz] ({category: [uid, ...]})."""
+def read_lvis(path: Path, report: LoadReport) -> dict[str, str]:
+    """{uid: category} from lvis-annotations.json[.gz] ({category: [uid, ...]}); a uid in several
+    categories keeps the first (sorted) and is counted. Every uid listed, on disk or not: ``_load``
+    matches them against the listing."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as fh:
@@ -76,28 +78,28 @@ def read_lvis(path: Path, folder_of: dict, report: LoadReport) -> dict[str, str]
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: top level is a {type(data).__name__}, expected {{category: [uid, ...]}}",
                            path=str(path))
-    out, missing, examples = {}, 0, []
-    for category in sorted(data):
+    out: dict[str, str] = {}
+    listed = 0
+    for category in sorted(data, reverse=True):  # C-speed updates; the first category (sorted) is last
         uids = data[category]
         if not isinstance(uids, list) or not all(isinstance(u, str) for u in uids):
             raise DatasetError(f"{path}: category {category!r} = {str(uids)[:60]}: expected a list of uid "
                                "strings", path=str(path), field=category)
-        for uid in uids:
-            if uid not in folder_of:
-                missing += 1
-                if len(examples) < QUIRK_EXAMPLES:
-                    examples.append(uid)
-            elif out.setdefault(uid, category) is not category:  # the first category (sorted) wins
-                report.quirk("uid in several LVIS categories", uid)
-    if missing:
-        report.quirk("category uid without a GLB on disk", count=missing)
-        report.examples["category uid without a GLB on disk"] += examples
+        out.update(dict.fromkeys(uids, category))
+        listed += len(uids)
+    if listed > len(out):  # (rare) name the uids listed twice
+        seen: set = set()
+        for category in sorted(data):
+            for uid in data[category]:
+                if uid in seen:
+                    report.quirk("uid in several LVIS categories", uid)
+                seen.add(uid)
     return out
 
 
-def read_cap3d(path: Path, folder_of: dict, report: LoadReport) -> dict[str, str]:
-    """{uid: caption} of the uids on disk from a Cap3D CSV (``uid,caption`` rows, no header; a uid
-    listed twice keeps its last caption)."""
+def read_cap3d(path: Path) -> dict[str, str]:
+    """{uid: caption} of a Cap3D CSV (``uid,caption`` rows, no header; a uid listed twice keeps its last
+    caption). Every uid listed, on disk or not: ``_load`` matches them against the listing."""
     with open(path, newline="", encoding="utf-8") as fh:
         try:
             pairs = dict(csv.reader(fh))  # C speed for a million rows; any row not of 2 fields fails
@@ -106,15 +108,15 @@ def read_cap3d(path: Path, folder_of: dict, report: LoadReport) -> dict[str, str
     if pairs is None:
         _bad_cap3d_row(path)
     pairs.pop("uid", None)  # tolerate a header someone added
-    out = {uid: caption for uid, caption in pairs.items() if uid in folder_of}
-    if len(pairs) > len(out):
-        report.quirk("caption uid without a GLB on disk", count=len(pairs) - len(out))
-        report.examples["caption uid without a GLB on disk"] += list(
-            islice((u for u in pairs if u not in folder_of), QUIRK_EXAMPLES))
-    for uid in [u for u, c in out.items() if not c.strip()]:
-        report.quirk("empty Cap3D caption", uid)
-        del out[uid]
-    return out
+    return pairs
+
+
+def _not_on_disk(report: LoadReport, quirk: str, index: dict, matched: int, on_disk: dict) -> None:
+    """Count the uids of an index file (``index``, ``matched`` of them on disk) that have no GLB."""
+    missing = len(index) - matched
+    if missing:
+        report.quirk(quirk, count=missing)
+        report.examples[quirk] += list(islice((u for u in index if u not in on_disk), QUIRK_EXAMPLES))
 
 
 def _bad_cap3d_row(path: Path):
@@ -174,14 +176,21 @@ def _load(root: Path, up_axis: str, captions_file) -> Dataset:
         raise DatasetError(f"{root}: neither {' nor '.join(LVIS_FILES)} nor a Cap3D CSV ({CAP3D_GLOB}, or "
                            "data.captions_file): every object would lack a category and a caption",
                            path=str(root))
-    categories = read_lvis(lvis, folder_of, report) if lvis else {}
-    captions = read_cap3d(cap3d, folder_of, report) if cap3d else {}
-    folder_of = None  # noqa: F841 - a million-entry table the shapes below do not need
-    shapes, native, unlabelled = [], {}, 0
+    categories = read_lvis(lvis, report) if lvis else {}
+    captions = read_cap3d(cap3d) if cap3d else {}
+    shapes, native, unlabelled, with_category, with_caption = [], {}, 0, 0, 0
+    category_of, caption_of, add = categories.get, captions.get, shapes.append  # (a million lookups)
     for folder, uids in listing:
         prefix = f"{GLBS}/{folder}/"
         for uid in uids:
-            category, caption = categories.get(uid), captions.get(uid)
+            category, caption = category_of(uid), caption_of(uid)
+            if category is not None:
+                with_category += 1
+            if caption is not None:
+                with_caption += 1
+                if not caption or caption.isspace():
+                    report.quirk("empty Cap3D caption", uid)
+                    caption = None
             if caption is None and category is None:
                 unlabelled += 1
                 continue
@@ -189,8 +198,10 @@ def _load(root: Path, up_axis: str, captions_file) -> Dataset:
             if caption is not None:
                 native[key] = (caption,)
             # mesh_path is the key (relative to the root): a million Path objects cost seconds
-            shapes.append(Shape(key, category or UNCATEGORIZED, uid, uid, key, None, None, NO_PHOTOS,
-                                up_axis))
+            add(Shape(key, category or UNCATEGORIZED, uid, uid, key, None, None, NO_PHOTOS, up_axis))
+    _not_on_disk(report, "category uid without a GLB on disk", categories, with_category, folder_of)
+    _not_on_disk(report, "caption uid without a GLB on disk", captions, with_caption, folder_of)
+    folder_of = categories = captions = None  # noqa: F841 - million-entry tables no longer needed
     if unlabelled:
         report.quirk("GLB without category or caption (left out)", count=unlabelled)
     report.loaded = len(shapes)
