@@ -115,7 +115,9 @@ def test_text2shape_captions_and_quirks(roots):
     assert ds.report.quirks["caption for a model not on disk"] == 2
     assert ds.report.quirks["empty Text2Shape description"] == 1
     caps = build_captions(ds)
-    shelf = next(s for s in ds.shapes if s.category == "bookshelf")
+    shelves = [s for s in ds.shapes if s.category == "bookshelf"]
+    extents = [load_mesh(str(ds.mesh_file(s)), normalize=False).extents for s in shelves]
+    shelf = shelves[max(range(len(shelves)), key=lambda i: extents[i][2] / extents[i][0])]  # the tallest
     assert caps[shelf.key][0] == "a 3D model of a bookshelf"
     assert caps[chairs[0]] == list(ds.native_captions[chairs[0]])
 
@@ -232,3 +234,29 @@ def test_objaverse_without_index_files_is_one_clear_error(copy_of):
     with pytest.raises(DatasetError, match="neither lvis-annotations.json nor lvis-annotations.json.gz nor a "
                                            "Cap3D CSV"):
         load_objaverse(root)
+
+
+def test_modelnet_shapes_render_upright(roots):
+    """A Z-up bookshelf (tall along z in its file) renders tall in the image: the render stage turns
+    it by its up axis (without that it would lie on its back, wider than tall)."""
+    pytest.importorskip("moderngl")
+    from types import SimpleNamespace
+
+    from harness.commands.render import render_jobs
+    from renderers import get_renderer
+
+    ds = load_modelnet(roots["modelnet40"])
+    shelves = [s for s in ds.shapes if s.category == "bookshelf"]
+    extents = [load_mesh(str(ds.mesh_file(s)), normalize=False).extents for s in shelves]
+    shelf = shelves[max(range(len(shelves)), key=lambda i: extents[i][2] / extents[i][0])]  # the tallest
+    (job,) = render_jobs(SimpleNamespace(root=roots["modelnet40"], dataset=SimpleNamespace(shapes=[shelf])))
+    assert job.orientation is not None
+    from renderers.orientation import oriented
+
+    renderer = get_renderer((64, 64), (1.0, 1.0, 1.0), 1)
+    for orientation, upright in ((job.orientation, True), (None, False)):
+        mesh = oriented(load_mesh(job.path, normalize=False), orientation)
+        front = renderer.render(mesh, "ring8", elevation=0.0)[0]  # the front view, camera level
+        rows, cols = np.nonzero((front < 250).any(axis=-1))
+        height, width = np.ptp(rows), np.ptp(cols)
+        assert bool(height > width) is upright, (orientation, height, width)
