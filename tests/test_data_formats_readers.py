@@ -260,3 +260,24 @@ def test_modelnet_shapes_render_upright(roots):
         rows, cols = np.nonzero((front < 250).any(axis=-1))
         height, width = np.ptp(rows), np.ptp(cols)
         assert bool(height > width) is upright, (orientation, height, width)
+
+
+def test_objaverse_renders_are_identified_by_file_stamps_not_bytes(copy_of, monkeypatch):
+    """800k GLBs are never read to decide whether a render is current: a (size, mtime) stamp per file."""
+    from types import SimpleNamespace
+
+    import renderers.content
+    from harness.commands.render import content_hashes
+
+    root = copy_of("objaverse")
+    ds = load_objaverse(root)
+    monkeypatch.setattr(renderers.content, "mesh_content_hash",
+                        lambda *a, **k: pytest.fail("read a GLB's bytes to identify it"))
+    prepared = SimpleNamespace(root=root, dataset=ds)
+    first = content_hashes(prepared)
+    assert len(first) == len(ds.shapes) and all(h.startswith("stamp-") for h in first.values())
+    glb = ds.mesh_file(ds.shapes[0])
+    os.utime(glb, ns=(1, 1))  # the file changed (or was copied): its renders are not reused
+    again = content_hashes(SimpleNamespace(root=root, dataset=load_objaverse(root)))
+    assert again[ds.shapes[0].key] != first[ds.shapes[0].key]
+    assert again[ds.shapes[1].key] == first[ds.shapes[1].key]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -45,14 +46,23 @@ def content_hashes(prepared) -> dict[str, str]:
 
 
 def _hash_meshes(prepared) -> None:
-    """Fill in the content hash of shapes that came without one (Objaverse: hashing every GLB at load
-    time would cost too much), once per process (kept on the Shape) and through a (size, mtime) cache
-    at the dataset root, so a later run costs a stat per file."""
+    """Fill in the content hash of shapes that came without one, once per process (kept on the Shape):
+    a stamp of the file's (size, mtime) where the dataset's files are immutable (``stamp_identity``,
+    Objaverse: a uid is one object; 800k GLBs are not read at render time), else a hash of the mesh's
+    bytes through a (size, mtime) cache at the dataset root, so a later run costs a stat per file."""
     from tqdm.auto import tqdm
 
     from renderers.content import load_cache, mesh_content_hash, save_cache
 
     todo = [s for s in prepared.dataset.shapes if getattr(s, "content_hash", None) is None]
+    if getattr(prepared.dataset, "stamp_identity", False):  # immutable files: a stat, not their bytes
+        for s in tqdm(todo, desc="stat meshes", unit="mesh", disable=len(todo) < 10_000, leave=False):
+            try:
+                st = os.stat(_mesh_file(prepared, s))
+                s.content_hash = f"stamp-{st.st_size}-{st.st_mtime_ns}"
+            except OSError:
+                s.content_hash = "missing"  # the render fails and says why; nothing is reused
+        return
     cache_file = Path(getattr(prepared, "root", ".")) / MESH_HASHES
     cache = load_cache(cache_file)
     for s in tqdm(todo, desc="hash meshes", unit="mesh", disable=len(todo) < 1000, leave=False):

@@ -80,6 +80,10 @@ class Dataset:
     # not list get class-level captions. None (Pix3D): captions from attributes / metadata and geometry.
     native_captions: dict | None = None
     caption_source: str | None = None  # what native_captions are, e.g. "text2shape", "cap3d"
+    # shapes without a content_hash are identified by their file's (size, mtime) instead of its bytes:
+    # for datasets whose files never change under a key (Objaverse: a uid is one immutable object),
+    # where reading every GLB's bytes at render time would cost hours at 800k objects
+    stamp_identity: bool = False
 
     def __post_init__(self):
         self._by_key = None  # built on first use: a million-shape listing should not pay for it

@@ -211,6 +211,7 @@ def _load(root: Path, up_axis: str, captions_file) -> Dataset:
     fp = fingerprint_of(FORMAT, [p for p in (lvis, cap3d) if p is not None], [(GLBS, listing_digest)], cache)
     save_cache(root / FINGERPRINT_CACHE, cache)
     return Dataset(root=root, shapes=shapes, photos=[], fingerprint=fp, report=report, format=FORMAT,
+                   stamp_identity=True,
                    native_captions=native, caption_source="cap3d" if cap3d else None)
 
 
