@@ -50,6 +50,16 @@ def register(fmt: Format) -> Format:
     return FORMATS.register(fmt.name)(fmt)
 
 
+def synthetic_layout(name: str) -> Callable:
+    """The ``generate`` of a format whose stand-in ``harness.data.synth_formats`` writes: ``(out, preset,
+    seed, progress=True, overwrite=False) -> root`` (imported on first use: loading needs none of it)."""
+    def generate(out, preset: str, seed: int, progress: bool = True, overwrite: bool = False):
+        from ..synth_formats import generate_layout
+        return generate_layout(name, out, preset, seed, progress=progress, overwrite=overwrite)
+    generate.__doc__ = f"A synthetic {name} layout (``harness.data.synth_formats``)."
+    return generate
+
+
 def looked_for() -> str:
     """What every format looks for, one ``name: what`` clause each (for the no-match error)."""
     return "; ".join(f"{f.name}: {f.looks_for}" for f in FORMATS.values())

@@ -11,7 +11,16 @@ from pathlib import Path
 
 from ..pix3d import FINGERPRINT_CACHE
 from ..records import NO_PHOTOS, Dataset, LoadReport, Shape
-from .base import DatasetError, Format, content_hashes, fingerprint_of, register, resolve_up_axis, sorted_dirs
+from .base import (
+    DatasetError,
+    Format,
+    content_hashes,
+    fingerprint_of,
+    register,
+    resolve_up_axis,
+    sorted_dirs,
+    synthetic_layout,
+)
 
 FORMAT = "modelnet40"
 FOLDERS = ("train", "test")
@@ -95,13 +104,7 @@ def load(root: Path, data) -> Dataset:
     return load_modelnet(root, up_axis=resolve_up_axis(data, ENTRY), strict=data.strict)
 
 
-def generate(out, preset: str, seed: int, progress: bool = True, overwrite: bool = False):
-    """A synthetic ModelNet layout (``harness.data.synth_formats``)."""
-    from ..synth_formats import generate_layout
-    return generate_layout(FORMAT, out, preset, seed, progress=progress, overwrite=overwrite)
-
-
 ENTRY = register(Format(
     name=FORMAT, description="ModelNet10/40: CAD models in class folders, official train/test split",
     looks_for="<class>/train/*.off or <class>/test/*.off", up_axis="z", has_photos=False, detect=detect,
-    load=load, generate=generate, presets=("tiny", "small")))
+    load=load, generate=synthetic_layout(FORMAT), presets=("tiny", "small")))

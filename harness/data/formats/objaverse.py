@@ -22,7 +22,15 @@ from pathlib import Path
 
 from ..pix3d import FINGERPRINT_CACHE
 from ..records import NO_PHOTOS, QUIRK_EXAMPLES, Dataset, LoadReport, Shape
-from .base import DatasetError, Format, fingerprint_of, register, resolve_up_axis, sorted_dirs
+from .base import (
+    DatasetError,
+    Format,
+    fingerprint_of,
+    register,
+    resolve_up_axis,
+    sorted_dirs,
+    synthetic_layout,
+)
 
 FORMAT = "objaverse"
 GLBS = "glbs"
@@ -219,13 +227,7 @@ def load(root: Path, data) -> Dataset:
     return load_objaverse(root, up_axis=resolve_up_axis(data, ENTRY), captions_file=data.captions_file)
 
 
-def generate(out, preset: str, seed: int, progress: bool = True, overwrite: bool = False):
-    """A synthetic Objaverse layout with LVIS categories and Cap3D captions (``synth_formats``)."""
-    from ..synth_formats import generate_layout
-    return generate_layout(FORMAT, out, preset, seed, progress=progress, overwrite=overwrite)
-
-
 ENTRY = register(Format(
     name=FORMAT, description="Objaverse 1.0 GLBs; LVIS categories and Cap3D captions",
     looks_for=f"{GLBS}/<000-XXX>/<uid>.glb", up_axis="y", has_photos=False, detect=detect, load=load,
-    generate=generate, presets=("tiny", "small"), caption_suffixes=(".csv",)))
+    generate=synthetic_layout(FORMAT), presets=("tiny", "small"), caption_suffixes=(".csv",)))

@@ -14,7 +14,16 @@ from pathlib import Path
 
 from ..pix3d import FINGERPRINT_CACHE
 from ..records import NO_PHOTOS, Dataset, LoadReport, Shape
-from .base import DatasetError, Format, content_hashes, fingerprint_of, register, resolve_up_axis, sorted_dirs
+from .base import (
+    DatasetError,
+    Format,
+    content_hashes,
+    fingerprint_of,
+    register,
+    resolve_up_axis,
+    sorted_dirs,
+    synthetic_layout,
+)
 
 FORMAT = "shapenet"
 MESH = "models/model_normalized.obj"
@@ -179,13 +188,8 @@ def load(root: Path, data) -> Dataset:
     return load_shapenet(root, up_axis=resolve_up_axis(data, ENTRY), captions_file=data.captions_file)
 
 
-def generate(out, preset: str, seed: int, progress: bool = True, overwrite: bool = False):
-    """A synthetic ShapeNetCore layout with Text2Shape captions (``harness.data.synth_formats``)."""
-    from ..synth_formats import generate_layout
-    return generate_layout(FORMAT, out, preset, seed, progress=progress, overwrite=overwrite)
-
-
 ENTRY = register(Format(
     name=FORMAT, description="ShapeNetCore v2 meshes by synset; Text2Shape captions for chairs and tables",
     looks_for=f"{TAXONOMY} or <8-digit synsetId>/<modelId>/{MESH}", up_axis="y", has_photos=False,
-    detect=detect, load=load, generate=generate, presets=("tiny", "small"), caption_suffixes=(".csv",)))
+    detect=detect, load=load, generate=synthetic_layout(FORMAT), presets=("tiny", "small"),
+    caption_suffixes=(".csv",)))
