@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from harness.config import Config
 
 MAX_FAILURES_IN_INFO = 100  # run.info stays small on a badly broken dataset; the manifest has them all
-MESH_HASHES = ".clip3d_mesh_hashes.json"  # at the dataset root: hashes of meshes the reader did not hash
 
 
 class RenderStage(NamedTuple):
@@ -49,25 +48,22 @@ def _hash_meshes(prepared) -> None:
     """Fill in the content hash of shapes that came without one, once per process (kept on the Shape):
     a stamp of the file's (size, mtime) where the dataset's files are immutable (``stamp_identity``,
     Objaverse: a uid is one object; 800k GLBs are not read at render time), else a hash of the mesh's
-    bytes through a (size, mtime) cache at the dataset root, so a later run costs a stat per file."""
-    from tqdm.auto import tqdm
+    bytes (every format's reader hashes its meshes itself: this serves hand-built datasets)."""
+    from renderers import mesh_content_hash
 
-    from renderers.content import load_cache, mesh_content_hash, save_cache
-
-    todo = [s for s in prepared.dataset.shapes if getattr(s, "content_hash", None) is None]
-    if getattr(prepared.dataset, "stamp_identity", False):  # immutable files: a stat, not their bytes
-        for s in tqdm(todo, desc="stat meshes", unit="mesh", disable=len(todo) < 10_000, leave=False):
-            try:
-                st = os.stat(_mesh_file(prepared, s))
-                s.content_hash = f"stamp-{st.st_size}-{st.st_mtime_ns}"
-            except OSError:
-                s.content_hash = "missing"  # the render fails and says why; nothing is reused
-        return
-    cache_file = Path(getattr(prepared, "root", ".")) / MESH_HASHES
-    cache = load_cache(cache_file)
-    for s in tqdm(todo, desc="hash meshes", unit="mesh", disable=len(todo) < 1000, leave=False):
-        s.content_hash = mesh_content_hash(_mesh_file(prepared, s), cache)
-    save_cache(cache_file, cache)
+    stamps = getattr(prepared.dataset, "stamp_identity", False)
+    for s in prepared.dataset.shapes:
+        if getattr(s, "content_hash", None) is not None:
+            continue
+        path = _mesh_file(prepared, s)
+        if not stamps:
+            s.content_hash = mesh_content_hash(path)
+            continue
+        try:
+            st = os.stat(path)
+            s.content_hash = f"stamp-{st.st_size}-{st.st_mtime_ns}"
+        except OSError:
+            s.content_hash = "missing"  # the render fails and says why; nothing is reused
 
 
 def _up_axis(shape) -> str:
