@@ -19,6 +19,7 @@ import torch
 from open_clip import pretrained as oc_pretrained
 
 from .errors import UnknownModelError, UnknownPretrainedError, WeightsMismatchError, WeightsUnavailableError
+from .preprocess import FastPreprocess
 
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 open_clip.add_model_config(CONFIG_DIR)
@@ -236,8 +237,9 @@ def create_model(name: str, pretrained: str | None = None, device: str = "cpu", 
                 weights_file = pretrained
     model = model.to(device).eval()
     sha = file_sha256(weights_file) if weights_file and os.path.isfile(weights_file) else state_sha256(model)
-    return ClipBundle(model=model, preprocess=preprocess, tokenizer=open_clip.get_tokenizer(name),
-                      name=name, pretrained=pretrained, weights_sha256=sha)
+    return ClipBundle(model=model, preprocess=FastPreprocess(preprocess),
+                      tokenizer=open_clip.get_tokenizer(name), name=name, pretrained=pretrained,
+                      weights_sha256=sha)
 
 
 def input_size(name: str) -> int:
