@@ -239,7 +239,7 @@ def _train(emb, captions, pairs, plan: _Plan) -> PrefixCaptioner:
 
 # Bump when training or the model changes in a way that changes a trained captioner: cached captioners
 # of other versions are then never reused.
-CAPTIONER_VERSION = 2
+CAPTIONER_VERSION = 3
 # Knobs that change how fast a captioner trains, not what it learns: not part of the cache key.
 _EXECUTION_ONLY = ("threads", "progress", "device")
 
