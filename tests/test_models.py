@@ -140,6 +140,45 @@ def test_feature_cache_reused_and_keyed_by_weights_and_render_id(tmp_path, tiny)
     assert shapes.shape == (3, 128)
 
 
+def test_feature_cache_file_read_once_per_process_and_former_format_read(tmp_path, tiny, monkeypatch):
+    """One cache file is loaded once while this process's view of it is current; a write by someone
+    else (a new stamp) is read again; a file in the former {key: tensor} format still serves."""
+    import os
+
+    from models import features as feat
+    from models_fixtures import make_items
+
+    views = [it.views for it in make_items(tmp_path / "img", n_shapes=3, n_views=2)]
+    cache = tmp_path / "feat"
+    first = models.encode_views(tiny, views, cache_dir=cache, render_config_id="r", raw=True)
+    path = next(cache.rglob("images.pt"))
+    blob = torch.load(path, weights_only=True)
+    assert blob["format"] == 2 and len(blob["keys"]) == 6 and blob["features"].shape == (6, first.shape[-1])
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(feat.torch, "load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    for _ in range(3):  # the same file, unchanged: read from memory
+        assert torch.equal(models.encode_views(tiny, views, cache_dir=cache, render_config_id="r", raw=True),
+                           first)
+    assert loads == []
+    # another process rewrites it in the former format, one entry changed: read again, and it serves
+    keys = blob["keys"]
+    old = {k: blob["features"][i].clone() for i, k in enumerate(keys)}
+    old[keys[0]] = old[keys[0]] + 1.0
+    torch.save(old, path)
+    os.utime(path, ns=(1, 1))  # (a stamp this process never saw)
+    again = models.encode_views(tiny, views, cache_dir=cache, render_config_id="r", raw=True)
+    assert loads == [path]
+    assert torch.equal(again.flatten(0, 1)[0], first.flatten(0, 1)[0] + 1.0)
+    assert torch.equal(again.flatten(0, 1)[1:], first.flatten(0, 1)[1:])
+    # an addition rewrites the file in the current format, keeping what was there
+    more = [it.views for it in make_items(tmp_path / "img2", n_shapes=1, n_views=2)]
+    models.encode_views(tiny, more, cache_dir=cache, render_config_id="r", raw=True)
+    blob = real_load(path, weights_only=True)
+    assert blob["format"] == 2 and len(blob["keys"]) == 8 and blob["keys"][:6] == keys
+    assert torch.equal(blob["features"][0], old[keys[0]])
+
+
 @pytest.mark.parametrize("model_cfg, train_cfg, n, text", [
     ({"pooling": "mean"}, {"mode": "fancy"}, None, "unknown train.mode='fancy'; choose one of none, linear"),
     ({"pooling": "median"}, {"mode": "full"}, None, "unknown model.pooling='median'; choose one of single"),

@@ -108,7 +108,7 @@ def test_features_are_recomputed_for_a_view_rendered_again(tmp_path):
     fresh = models.encode_views(bundle, [views])
     assert np.allclose(second, fresh, atol=1e-5)
     stored = __import__("torch").load(next((tmp_path / "feat").rglob("images.pt")), weights_only=True)
-    assert len(stored) == 2  # the stale entry was replaced, not kept beside the new one
+    assert len(stored["keys"]) == 2  # the stale entry was replaced, not kept beside the new one
 
 
 def _cli(tmp_path, *args):
