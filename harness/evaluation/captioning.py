@@ -12,7 +12,7 @@ from harness.metrics import Block, caption_block
 from models.config import CaptionerConfig
 from registries import as_dict
 
-from .context import EvalContext, timed, torch_threads
+from .context import EvalContext, compute_threads, timed
 
 log = logging.getLogger("harness.evaluate")
 
@@ -37,14 +37,16 @@ def captioning_decision(setting, reevaluation: bool) -> tuple[bool, str]:
 class CaptioningJob:
     """Retrieval captioner (train caption bank) and generative captioner of one evaluation.
 
-    ``start()`` encodes the caption bank and the train shapes (the caller's thread, timed as
-    ``captioning_encode``) and trains the generative captioner — or takes it from the cache under
-    ``<features_dir>/captioners`` — in a thread of its own (``captioning_train``; absent when cached),
-    so it runs alongside photo → shape; on a CPU each of the two then uses one torch thread, so they
-    share the two cores instead of contending for them. ``finish()`` waits for it, captions the test
-    shapes (``captioning_generate``, beam search over all shapes at once) and scores both captioners
-    with the process's JVMs (``captioning_score``). ``captioning`` is the sum of these steps (its
-    training overlaps photo → shape, so the steps add up to more than ``eval_seconds``).
+    ``start()`` encodes the caption bank and reads the train shapes' features (the caller's thread,
+    timed as ``captioning_encode``; the evaluation has encoded those views into the feature cache
+    beforehand, as ``encode_train_views``, for the probe as well) and trains the generative captioner
+    — or takes it from the cache under ``<features_dir>/captioners`` — in a thread of its own
+    (``captioning_train``; absent when cached), so it runs alongside the tasks (photo → shape, the
+    probe); on a CPU each side then uses one thread, so they share the two cores instead of contending
+    for them. ``finish()`` waits for it, captions the test shapes (``captioning_generate``, beam search
+    over all shapes at once) and scores both captioners with the process's JVMs
+    (``captioning_score``). ``captioning`` is the sum of these steps (its training overlaps the tasks,
+    so the steps add up to more than ``eval_seconds``).
 
     ``config``: the ``eval.captioner`` section (``models.config.CaptionerConfig``).
     """
@@ -130,7 +132,7 @@ class CaptioningJob:
         references = {it.key: list(it.captions) for it in ctx.items}
         predictions = {"ret": dict(zip(keys, self.retrieval.caption(shape_emb), strict=True))}
         # (one thread: the small decoder's ops gain nothing from two, and lose much on a busy CPU)
-        with timed(timings, "captioning_generate"), torch_threads(1 if ctx.on_cpu else None):
+        with timed(timings, "captioning_generate"), compute_threads(1 if ctx.on_cpu else None):
             predictions["gen"] = dict(zip(keys, self.model.generate(shape_emb, beam_size=self.beam),
                                           strict=True))
         block = Block()
