@@ -263,3 +263,34 @@ def test_photo_queries_batched_equal_the_per_photo_path_and_their_throughput(set
     tp = ev.evaluate_stage(cfg, prepared, renders)["throughput"]
     assert tp["photo_encode_from_cache"] is True and "photo_crops_from_cache" not in tp  # not needed
     assert "photo2shape_photos_per_s" not in tp
+
+
+def test_train_and_val_views_encoded_once_before_the_tasks(setup, tmp_path, monkeypatch):
+    """With a fresh feature cache every render an evaluation needs is encoded exactly once: the test
+    views, then the train and val views in their own step (for the probe and the captioner, which
+    read them from the cache), the caption bank's texts aside."""
+    from harness.commands import evaluate as ev
+    from harness.commands.render import shape_items
+    from models import features
+
+    cfg, prepared, renders = setup
+    cfg = copy.deepcopy(cfg)
+    cfg["eval"].update(photo2shape=False, bootstrap=0)
+    cfg["train"]["features_dir"] = str(tmp_path / "features")
+    calls = []
+    real = features._raw_images
+    monkeypatch.setattr(features, "_raw_images",
+                        lambda b, paths, *a: calls.append(list(paths)) or real(b, paths, *a))
+    result = ev.evaluate_stage(cfg, prepared, renders)
+
+    def views(split):
+        return [str(Path(p).resolve()) for it in shape_items(prepared, renders.render_dir,
+                                                                getattr(prepared.split, split))
+                for p in it.views]
+
+    assert len(calls) == 2, "views encoded in more than the two encoding steps"
+    assert sorted(calls[0]) == sorted(views("test"))
+    assert sorted(calls[1]) == sorted(views("train") + views("val"))
+    tp = result["throughput"]
+    assert tp["eval_encode_train_views_seconds"] > 0 and tp["eval_captioning_encode_seconds"] > 0
+    assert result["metrics"]["probe_top1"] >= 0 and "cap_gen_CIDEr" in result["metrics"]

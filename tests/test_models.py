@@ -145,8 +145,9 @@ def test_feature_cache_file_read_once_per_process_and_former_format_read(tmp_pat
     else (a new stamp) is read again; a file in the former {key: tensor} format still serves."""
     import os
 
-    from models import features as feat
     from models_fixtures import make_items
+
+    from models import features as feat
 
     views = [it.views for it in make_items(tmp_path / "img", n_shapes=3, n_views=2)]
     cache = tmp_path / "feat"
