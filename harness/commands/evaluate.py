@@ -117,8 +117,8 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
                     points[("by_rotation", kind)] = point
         if captioner is not None and captioner.running:
             # METEOR loads its paraphrase table (~11 s of CPU) on the core the tasks leave free while
-            # the captioner still trains; started with the captioner it slows the training and the
-            # tasks by as much (measured: evaluation 34 s against 31 s). No-op when the JVMs run.
+            # the captioner still trains; started with the captioner it slows the training instead
+            # (23-24 s against 18-21 s, docs/PERFORMANCE.md). No-op when the JVMs already run.
             from harness.metrics.captioning import jvm_pool
             jvm_pool().prestart()
     finally:
