@@ -253,10 +253,11 @@ def test_captioning_step_vs_before(benchmark):
     the process's JVMs (started cold), against the path before issue 17 (a 2-layer, 128-wide decoder,
     30 fixed epochs, batch 64; beam search one shape at a time; fresh JVMs) in the same process.
     Gates (regression gates at the measured trade-off, docs/PERFORMANCE.md — the issue's goals of 4x
-    and "within the reference's CI" are not both met on this problem): >= 2.5x faster (measured 3.2x);
-    sentence METEOR within the reference's bootstrap 95 % CI over test shapes; CIDEr at least 0.88x
-    the reference's (measured 2.58 vs 2.85, whose CI starts at 2.65: the small early-stopped decoder
-    loses ~9 % CIDEr here, while on the pix3d preset's real embeddings it scores as the former one)."""
+    and "within the reference's CI" are not both met on this problem): >= 2.5x faster (measured 3.2x,
+    3.7x with the lean decoder block); sentence METEOR within the reference's bootstrap 95 % CI over
+    test shapes; CIDEr at least 0.88x the reference's (measured 2.58 vs 2.85, then 2.50 vs 2.73: the
+    small early-stopped decoder loses ~9 % CIDEr here, while on the pix3d preset's real embeddings it
+    scores as the former one)."""
     from harness.experiment import ex
     from harness.metrics import bootstrap_ci
     from harness.metrics.captioning import caption_scores_many, jvm_pool
