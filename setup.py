@@ -26,6 +26,7 @@ setup(
         "numpy>=1.24",
         "scipy>=1.10",
         "scikit-learn>=1.3",
+        "threadpoolctl>=3.1",  # (scikit-learn needs it too) BLAS pools kept to one thread beside the captioner
         "nltk>=3.8",
         "pycocoevalcap>=1.2",
         "pandas>=2.0",
