@@ -135,11 +135,16 @@ class PrefixCaptioner(nn.Module):
     """CLIP embedding → learned prefix → causal transformer over word tokens (ClipCap-style)."""
 
     def __init__(self, vocab: Vocab, embed_dim: int, d_model: int = 128, prefix_len: int = 4, layers: int = 2,
-                 heads: int = 4, max_len: int = 24, dropout: float = 0.1):
+                 heads: int = 4, max_len: int = 24, dropout: float = 0.1, standardize: bool = True):
         super().__init__()
         self.vocab, self.prefix_len, self.max_len, self.d_model = vocab, prefix_len, max_len, d_model
+        self.standardize = standardize
         self.config = dict(embed_dim=embed_dim, d_model=d_model, prefix_len=prefix_len, layers=layers,
-                           heads=heads, max_len=max_len, dropout=dropout)
+                           heads=heads, max_len=max_len, dropout=dropout, standardize=standardize)
+        # per-dimension mean and 1/std of the train shapes' normalised embeddings (fit_input); saved
+        # with the weights. Until fitted they change nothing.
+        self.register_buffer("emb_mean", torch.zeros(embed_dim))
+        self.register_buffer("emb_scale", torch.ones(embed_dim))
         hidden = d_model * prefix_len // 2 + d_model
         self.prefix = nn.Sequential(nn.Linear(embed_dim, hidden), nn.Tanh(),
                                     nn.Linear(hidden, d_model * prefix_len))
@@ -151,10 +156,32 @@ class PrefixCaptioner(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, len(vocab))
 
+    @torch.no_grad()
+    def fit_input(self, train_emb) -> None:
+        """Standardise inputs by the train shapes' embeddings: CLIP embeddings of one dataset share a
+        large common direction (cosine 0.83 between Pix3D-preset train shapes, 0.98 for an untrained
+        tower), so the prefix MLP sees small differences on a large offset. Centred and scaled per
+        dimension, the captioner tells the shapes apart far better (CIDEr +18 % on the Pix3D-sized
+        preset, docs/PERFORMANCE.md). A no-op without ``standardize`` or with under two shapes."""
+        emb = F.normalize(torch.as_tensor(np.asarray(train_emb), dtype=torch.float32), dim=-1)
+        if not self.standardize or len(emb) < 2:
+            return
+        std = emb.std(0, unbiased=False)
+        # a dimension (nearly) constant over the train shapes must not blow a test shape's up
+        std = std.clamp_min(0.1 * float(std.mean()) + 1e-12)
+        self.emb_mean.copy_(emb.mean(0))
+        self.emb_scale.copy_(1.0 / std)
+
+    def _input(self, image_emb: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(image_emb.float(), dim=-1)
+        if self.standardize:
+            x = F.normalize((x - self.emb_mean) * self.emb_scale, dim=-1)
+        return x
+
     def forward(self, image_emb: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Next-token logits (B, T, V) for ``tokens`` (B, T) given the image embedding (B, D)."""
         b, t = tokens.shape
-        prefix = self.prefix(F.normalize(image_emb.float(), dim=-1)).view(b, self.prefix_len, self.d_model)
+        prefix = self.prefix(self._input(image_emb)).view(b, self.prefix_len, self.d_model)
         x = torch.cat([prefix, self.tok(tokens)], dim=1) + self.pos[: self.prefix_len + t]
         return self.head(self.norm(self.blocks(x)[:, self.prefix_len:]))
 

@@ -133,7 +133,9 @@ def _train(emb, captions, pairs, plan: _Plan) -> PrefixCaptioner:
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     vocab = Vocab.build([c for _, c in pairs])
-    model = PrefixCaptioner(vocab, emb.shape[1], **model_kwargs).to(device)
+    model = PrefixCaptioner(vocab, emb.shape[1], **model_kwargs)
+    model.fit_input(emb)  # every train shape's embedding (held-out ones too: no caption is seen)
+    model = model.to(device)
     max_len = model.max_len
     held = _holdout(len(captions), val_fraction, seed) if patience is not None else set()
     val_pairs = [p for p in pairs if p[0] in held]
@@ -239,7 +241,7 @@ def _train(emb, captions, pairs, plan: _Plan) -> PrefixCaptioner:
 
 # Bump when training or the model changes in a way that changes a trained captioner: cached captioners
 # of other versions are then never reused.
-CAPTIONER_VERSION = 3
+CAPTIONER_VERSION = 4
 # Knobs that change how fast a captioner trains, not what it learns: not part of the cache key.
 _EXECUTION_ONLY = ("threads", "progress", "device")
 
