@@ -130,6 +130,14 @@ def validate_eval(ev: dict) -> None:
     seed = ev.get("rotation_seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"eval.rotation_seed={seed!r} must be an integer >= 0")
+    cap = ev.get("captioner") or {}
+    for key in ("epochs", "beam_size", "d_model", "layers", "prefix_len", "batch_size"):
+        _positive(f"eval.captioner.{key}", cap.get(key), integer=True)
+    _positive("eval.captioner.lr", cap.get("lr"))
+    penalty = cap.get("length_penalty")
+    if isinstance(penalty, bool) or not isinstance(penalty, (int, float)):
+        raise ConfigError(f"eval.captioner.length_penalty={penalty!r} must be a number (1.0: the caption "
+                          f"with the best mean per-token log-probability; 0: the best summed one)")
 
 
 def resolve_render_size(cfg: dict, warn: bool = True) -> dict:

@@ -210,9 +210,12 @@ def config():
         # `decay_fraction` as many epochs again (`epochs`: the most it runs; patience None: a fixed
         # `epochs`); `threads`: torch threads while it trains (None: torch's setting); `cache`: reuse a
         # captioner trained on the same embeddings, captions, config and seed (<features_dir>/captioners)
-        captioner=dict(epochs=60, beam_size=3, d_model=96, layers=1, prefix_len=4, lr=2e-3, batch_size=32,
-                       dropout=0.0, patience=5, val_fraction=0.1, decay_fraction=0.5, length_groups=1,
-                       threads=1, cache=True),
+        # `length_penalty`: of the beam search's captions the one with the highest log-probability /
+        # length**length_penalty is kept (1: the mean per-token log-probability, what ClipCap's beam
+        # search ranks by; 0: the sum, which favours short captions)
+        captioner=dict(epochs=60, beam_size=3, length_penalty=1.0, d_model=96, layers=1, prefix_len=4,
+                       lr=2e-3, batch_size=32, dropout=0.0, patience=5, val_fraction=0.1, decay_fraction=0.5,
+                       length_groups=1, threads=1, cache=True),
     )
     store = dict(
         url=None,  # MongoDB URL; None: $HARNESS_MONGO_URL, then the embedded server

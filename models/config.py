@@ -50,11 +50,12 @@ class TrainConfig:
 class CaptionerConfig:
     """The generative captioner of an evaluation (``eval.captioner``; meanings: harness/experiment.py).
 
-    ``beam_size`` is for generation and ``cache`` says whether trained captioners are kept; every other
-    field is a keyword of ``models.captioner_training.train_captioner``."""
+    ``beam_size`` and ``length_penalty`` are for generation and ``cache`` says whether trained captioners
+    are kept; every other field is a keyword of ``models.captioner_training.train_captioner``."""
 
     epochs: int
     beam_size: int
+    length_penalty: float
     d_model: int
     layers: int
     prefix_len: int

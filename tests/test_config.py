@@ -116,6 +116,21 @@ def test_bad_eval_values_are_named(cfg, key, value, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("length_penalty", "abc", "eval.captioner.length_penalty='abc' must be a number"),
+    ("length_penalty", True, "eval.captioner.length_penalty=True must be a number"),
+    ("beam_size", 0, "eval.captioner.beam_size=0 must be a positive integer"),
+    ("epochs", 2.5, "eval.captioner.epochs=2.5 must be a positive integer"),
+    ("lr", -1e-3, "eval.captioner.lr=-0.001 must be a positive number"),
+])
+def test_bad_captioner_values_are_named(cfg, key, value, message):
+    validate_eval(cfg["eval"])  # the defaults pass
+    cfg["eval"]["captioner"] = {**cfg["eval"]["captioner"], key: value}
+    with pytest.raises(ConfigError) as err:
+        validate_eval(cfg["eval"])
+    assert message in str(err.value)
+
+
 def test_mongo_url_flag_becomes_store_config():
     from harness.__main__ import mongo_url_as_config
 

@@ -210,6 +210,21 @@ def test_same_model_evaluated_again_never_retrains_its_captioner(setup, monkeypa
     assert "eval_captioning_train_seconds" not in again["throughput"]
     gen = {k: v for k, v in first["metrics"].items() if k.startswith("cap_")}
     assert gen == {k: v for k, v in again["metrics"].items() if k.startswith("cap_")}
+    assert first["provenance"]["captioner"]["length_penalty"] == 1.0
+
+    # another length penalty decodes the same captioner differently: no retraining, recorded
+    from models.captioner import PrefixCaptioner
+
+    decoded = []
+    real_generate = PrefixCaptioner.generate
+    monkeypatch.setattr(PrefixCaptioner, "generate",
+                        lambda self, emb, **k: decoded.append(k) or real_generate(self, emb, **k))
+    summed = ev.evaluate_stage({**cfg, "eval": {**cfg["eval"], "captioner": {
+        **cfg["eval"]["captioner"], "length_penalty": 0.0}}}, prepared, renders)
+    assert len(trained) == 1 and summed["throughput"]["captioner_from_cache"] is True
+    assert summed["provenance"]["captioner"]["length_penalty"] == 0.0
+    assert decoded == [{"beam_size": cfg["eval"]["captioner"]["beam_size"], "length_penalty": 0.0}]
+    monkeypatch.setattr(PrefixCaptioner, "generate", real_generate)
 
     # other weights: other train embeddings, another key — trained again (not keyed by the path)
     bundle = models.create_model("clip3d-tiny", None, device="cpu", seed=1)

@@ -19,6 +19,8 @@ log = logging.getLogger("harness.evaluate")
 # eval.captioning: True — caption the run's evaluation, not its re-evaluations; "always" — caption
 # re-evaluations too; False — never.
 CAPTIONING_CHOICES = (True, False, "always")
+# eval.captioner keys that are not training knobs (decoding, caching): never in a cached captioner's key
+NON_TRAINING_KEYS = ("beam_size", "length_penalty", "cache")
 
 
 def captioning_decision(setting, reevaluation: bool) -> tuple[bool, str]:
@@ -75,8 +77,8 @@ class CaptioningJob:
                                          cache_dir=ctx.features_dir,
                                          render_config_id=ctx.render_config_id).numpy()
         ctx.timings["captioning_encode"] = time.perf_counter() - t
-        train_cfg = {k: v for k, v in as_dict(self.config).items() if k not in ("beam_size", "cache")}
-        self.beam = self.config.beam_size
+        train_cfg = {k: v for k, v in as_dict(self.config).items() if k not in NON_TRAINING_KEYS}
+        self.beam, self.length_penalty = self.config.beam_size, float(self.config.length_penalty)
         cache_dir = Path(ctx.features_dir) / "captioners" if self.config.cache else None
         captions = [list(it.captions) for it in self.train_items]
         self.thread = threading.Thread(target=self._train, args=(train_emb, captions, cache_dir, train_cfg),
@@ -113,7 +115,8 @@ class CaptioningJob:
         info = {"from_cache": self.hit, "epochs_run": getattr(model, "epochs_run", None),
                 "stopped_early": getattr(model, "stopped_early", None),
                 "val_loss": getattr(model, "val_loss", None),
-                "train_loss": getattr(model, "train_loss", None), "beam_size": self.beam}
+                "train_loss": getattr(model, "train_loss", None), "beam_size": self.beam,
+                "length_penalty": self.length_penalty}
         block, predictions, references = self._caption(ctx, shape_emb, ctx.timings)
         timings = ctx.timings
         timings["captioning"] = sum(timings.get(f"captioning_{k}", 0.0)
@@ -133,8 +136,9 @@ class CaptioningJob:
         predictions = {"ret": dict(zip(keys, self.retrieval.caption(shape_emb), strict=True))}
         # (one thread: the small decoder's ops gain nothing from two, and lose much on a busy CPU)
         with timed(timings, "captioning_generate"), compute_threads(1 if ctx.on_cpu else None):
-            predictions["gen"] = dict(zip(keys, self.model.generate(shape_emb, beam_size=self.beam),
-                                          strict=True))
+            generated = self.model.generate(shape_emb, beam_size=self.beam,
+                                            length_penalty=self.length_penalty)
+            predictions["gen"] = dict(zip(keys, generated, strict=True))
         block = Block()
         with timed(timings, "captioning_score"):
             # one tokenizer JVM and one METEOR JVM for both captioners (the process's, reused)
