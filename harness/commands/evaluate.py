@@ -100,6 +100,12 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
     if do_caption:  # the captioner's inputs now; it trains in a thread while the tasks run
         captioner = CaptioningJob(text[0], ev.captioner)
         captioner.start()
+        # The METEOR and tokenizer JVMs start now (METEOR loads its paraphrase table: ~8 s, ~10 s of
+        # CPU) so they are ready when the captioner is; started after the tasks they kept the
+        # captions waiting 7-9 s (Pix3D-sized evaluation 32-38 s against 29 s, docs/PERFORMANCE.md).
+        # No-op when this process's JVMs already run.
+        from harness.metrics.captioning import jvm_pool
+        jvm_pool().prestart()
     points: dict = {}  # ("by_views", "4") / ("by_rotation", "so3") -> SweepPoint
     try:
         with compute_threads(1 if captioner is not None and captioner.running and ctx.on_cpu else None):
@@ -115,12 +121,6 @@ def evaluate_stage(cfg: Config | Mapping, prepared, renders, trained=None, run=N
                     point = _rotation(cfg, ctx, enc, kind)
                 if point is not None:  # none when no rotated render succeeded (provenance.rotation says so)
                     points[("by_rotation", kind)] = point
-        if captioner is not None and captioner.running:
-            # METEOR loads its paraphrase table (~11 s of CPU) on the core the tasks leave free while
-            # the captioner still trains; started with the captioner it slows the training instead
-            # (23-24 s against 18-21 s, docs/PERFORMANCE.md). No-op when the JVMs already run.
-            from harness.metrics.captioning import jvm_pool
-            jvm_pool().prestart()
     finally:
         if captioner is not None:
             captioner.join()
