@@ -163,9 +163,9 @@ class PrefixCaptioner(nn.Module):
         tower), so the prefix MLP sees small differences on a large offset. Centred and scaled per
         dimension, the captioner tells the shapes apart far better (CIDEr +18 % on the Pix3D-sized
         preset, docs/PERFORMANCE.md). A no-op without ``standardize`` or with under two shapes."""
-        emb = F.normalize(torch.as_tensor(np.asarray(train_emb), dtype=torch.float32), dim=-1)
-        if not self.standardize or len(emb) < 2:
+        if not self.standardize or len(train_emb) < 2:
             return
+        emb = F.normalize(torch.as_tensor(np.asarray(train_emb), dtype=torch.float32), dim=-1)
         std = emb.std(0, unbiased=False)
         # a dimension (nearly) constant over the train shapes must not blow a test shape's up
         std = std.clamp_min(0.1 * float(std.mean()) + 1e-12)
